@@ -1,0 +1,1 @@
+"""The Gradio layer: one module per tab, the live gauges, and the one guard for every handler."""

@@ -1,0 +1,48 @@
+"""Compose the app: header, live gauges, the tabs, and the Diagnostics panel. Nothing else."""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import gradio as gr
+
+from . import diagnostics, system_tab
+from .gauges import create_gauges
+
+__all__ = ["build_ui", "TABS"]
+
+#: (label, module) of each tab; a module that is not there yet is simply not shown.
+TABS = (
+    ("Inspect", "components.inspect_tab"),
+    ("Models", "components.models_tab"),
+    ("Generate", "components.generate_tab"),
+)
+
+
+def _tab_modules() -> list[tuple[str, Any]]:
+    found = []
+    for label, name in TABS:
+        try:
+            found.append((label, importlib.import_module(name)))
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+    return found
+
+
+def build_ui(services: Any) -> gr.Blocks:
+    """Build the whole Blocks app for these services (no module-level state)."""
+    with gr.Blocks(title="Video-OpusClip", analytics_enabled=False) as demo:
+        gr.Markdown("## 🎬 Video-OpusClip\nInspect videos, load video models, generate clips.")
+        create_gauges(services)
+        wired: list[tuple[Any, dict]] = []
+        with gr.Tabs():
+            for label, module in _tab_modules():
+                with gr.Tab(label, id=label.lower()):
+                    wired.append((module, module.create_ui(services)))
+            with gr.Tab("System", id="system"):
+                wired.append((system_tab, system_tab.create_ui(services)))
+        wired.append((diagnostics, diagnostics.create_ui(services)))
+        for module, handles in wired:
+            module.create_event_handlers(services, handles)
+    return demo

@@ -55,7 +55,7 @@ def render_gauges(snap: dict[str, Any]) -> str:
     else:
         bars.append(_bar("GPU", None, gpu["label"]))
     bars.append(_bar("Disk", disk["percent"], f"{_gb(disk['free_mb'])} free",
-                     f"free space where outputs are written ({disk['path']})"))
+                     f"free space where outputs are written ({disk['folder']})"))
     return f'<div class="oc-gauges" style="display:flex;gap:8px;flex-wrap:wrap">{"".join(bars)}</div>'
 
 

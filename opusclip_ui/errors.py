@@ -261,6 +261,9 @@ FOREIGN_ERRORS: tuple[str, ...] = (
     "httpx.TimeoutException",
     "httpx.TransportError",
     "httpx.HTTPStatusError",
+    "httpx2.TimeoutException",             # huggingface_hub 2.x speaks httpx2
+    "httpx2.TransportError",
+    "httpx2.HTTPStatusError",
     "requests.exceptions.Timeout",
     "requests.exceptions.ConnectionError",
     "requests.exceptions.HTTPError",
@@ -383,9 +386,8 @@ def _map(exc: BaseException) -> OpusClipError | None:
 
 
 def _network_error(exc: BaseException) -> OpusClipError | None:
-    httpx = sys.modules.get("httpx")
     requests_exc = sys.modules.get("requests.exceptions")
-    if httpx is not None:
+    for httpx in filter(None, (sys.modules.get("httpx"), sys.modules.get("httpx2"))):
         if isinstance(exc, httpx.TimeoutException):
             return NetworkError("The server took too long to answer.")
         if isinstance(exc, httpx.HTTPStatusError):

@@ -352,7 +352,12 @@ def run_in_child(fn: Callable[..., T], *args: Any, timeout: float,
                 raise OperationTimeoutError(f"{what} did not finish within {timeout:g} s and was "
                                             "stopped.")
             notify.check_cancel()
-        status, payload = recv.recv()
+        try:
+            status, payload = recv.recv()
+        except EOFError:  # the child closed the pipe by dying
+            proc.join(5)
+            raise ToolFailedError(f"{what} crashed (exit code {proc.exitcode}).",
+                                  details="the child process died without an answer") from None
     except BaseException:
         _kill_group(proc.pid)
         raise

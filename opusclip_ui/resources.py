@@ -57,7 +57,7 @@ def disk_info(folder: str | Path) -> dict[str, Any]:
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     du = shutil.disk_usage(probe)
-    return {"path": str(folder), "free_mb": du.free / 2**20, "total_mb": du.total / 2**20,
+    return {"folder": str(folder), "free_mb": du.free / 2**20, "total_mb": du.total / 2**20,
             "percent": 100.0 * (du.total - du.free) / du.total if du.total else 0.0}
 
 

@@ -40,8 +40,8 @@ def test_app_builds_with_gauges_system_tab_and_diagnostics(services):
 def test_system_status_over_the_client(services, launched):
     services.run_selftest()
     client = launched(build_ui(services))
-    markdown, status = client.predict(api_name="/system_status")
-    assert "Ready" in markdown
+    markdown, versions, status = client.predict(api_name="/system_status")
+    assert "Ready" in markdown and "| gradio | 6." in versions
     assert status["snapshot"]["ram"]["total_mb"] > 0
     assert status["selftest"]["ok"] is True
     report_md, report = client.predict(api_name="/error_report")

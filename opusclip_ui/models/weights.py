@@ -179,6 +179,8 @@ class WeightsStore:
         try:
             rec = json.loads(rec_path.read_text(encoding="utf-8"))
             folder = Path(rec["path"])
+            if not folder.is_absolute():  # relative to the hub cache, so the cache can be copied
+                folder = self.hub_cache / folder
             for rel, size in rec["files"].items():
                 f = folder / rel
                 if not f.is_file() or f.stat().st_size != size:
@@ -286,8 +288,12 @@ class WeightsStore:
             if not any(k.endswith(".safetensors") for k in files):
                 raise ModelLoadError(f"{card.model_path} has no safetensors weights to download.",
                                      "Pick a repository that ships safetensors.")
+            try:
+                where = str(folder.resolve().relative_to(self.hub_cache.resolve()))
+            except ValueError:
+                where = str(folder)
             save_json(self._record_path(card), {"repo": card.model_path, "revision": card.revision,
-                                                "path": str(folder), "files": files,
+                                                "path": where, "files": files,
                                                 "time": time.time()})
             notify.progress(1.0, f"{card.name} downloaded")
         return folder

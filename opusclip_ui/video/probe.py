@@ -246,8 +246,8 @@ def load_video_file(file_path: str | Path, settings: Settings | None = None) -> 
         info["format"] = kind.name  # FFmpeg says "mov" for MP4 and "matroska,webm" for both
     warnings = list(result["warnings"])
     if info["vfr"]:
-        warnings.append(f"{name} has a variable frame rate; frame numbers and the frame count "
-                        "are estimates.")
+        warnings.append(f"{name} has a variable frame rate: its fps is an average, so frame "
+                        "numbers match times only approximately.")
     if not info["frame_count_exact"] and "frame count" not in " ".join(warnings):
         _log.info("%s: frame count %s is estimated from duration × fps", name, info["frame_count"])
     for w in result["warnings"]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home from an offline box
@@ -19,6 +20,7 @@ from opusclip_ui.settings import Settings, load_settings  # noqa: E402
 
 _log = setup_logging("app")
 AUTH_ENV = "OPUSCLIP_AUTH"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -68,8 +70,9 @@ def launch_kwargs(settings: Settings) -> dict[str, Any]:
         "show_error": False,  # our guard speaks; tracebacks stay in the log
         "max_file_size": settings.upload_max_bytes,
         "allowed_paths": [str(settings.outputs.resolve())],
-        "blocked_paths": [str((settings.data_dir / "logs").resolve()),
-                          os.path.abspath("configs")],
+        # configs, logs and the model cache are never served, even if a path points there
+        "blocked_paths": [str(settings.logs.resolve()), str(settings.cache.resolve()),
+                          str(CONFIG_DIR)],
         "strict_cors": True,
     }
 
@@ -85,7 +88,17 @@ def _settings_or_exit(argv: Sequence[str]) -> Settings:
 settings = _settings_or_exit(sys.argv[1:] if __name__ == "__main__" else ())
 demo, services = create_app(settings)
 
-if __name__ == "__main__":
+def serve(demo: Any, settings: Settings, **extra: Any) -> Any:
+    """Launch; warn once about an open share link, and once more if the tunnel could not be made."""
     if settings.share and not settings.auth:
-        _log.warning("Sharing without --auth: anyone with the link can use this machine.")
-    demo.launch(**launch_kwargs(settings))
+        _log.warning("Sharing without --auth: anyone with the link can use this machine and its GPU. "
+                     "Add --auth user:pass to require a login.")
+    result = demo.launch(**{**launch_kwargs(settings), **extra})
+    if settings.share and not getattr(demo, "share_url", None):
+        _log.warning("Could not create a public share link (offline or blocked). "
+                     "The app keeps serving locally at %s", demo.local_url)
+    return result
+
+
+if __name__ == "__main__":
+    serve(demo, settings)

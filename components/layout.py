@@ -32,7 +32,10 @@ def _tab_modules() -> list[tuple[str, Any]]:
 
 def build_ui(services: Any) -> gr.Blocks:
     """Build the whole Blocks app for these services (no module-level state)."""
-    with gr.Blocks(title="Video-OpusClip", analytics_enabled=False) as demo:
+    age = int(services.settings.outputs_max_age_hours * 3600)
+    # uploads and other temp files age out like outputs do
+    with gr.Blocks(title="Video-OpusClip", analytics_enabled=False,
+                   delete_cache=(min(age, 3600), age)) as demo:
         gr.Markdown("## 🎬 Video-OpusClip\nInspect videos, load video models, generate clips.")
         create_gauges(services)
         wired: list[tuple[Any, dict]] = []

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import time
 from typing import Any
 
 import gradio as gr
@@ -56,7 +57,10 @@ def render_gauges(snap: dict[str, Any]) -> str:
         bars.append(_bar("GPU", None, gpu["label"]))
     bars.append(_bar("Disk", disk["percent"], f"{_gb(disk['free_mb'])} free",
                      f"free space where outputs are written ({disk['folder']})"))
-    return f'<div class="oc-gauges" style="display:flex;gap:8px;flex-wrap:wrap">{"".join(bars)}</div>'
+    stamp = time.strftime("%H:%M:%S", time.localtime(snap["time"]))
+    return (f'<div class="oc-gauges" style="display:flex;gap:8px;flex-wrap:wrap;align-items:center">'
+            f'{"".join(bars)}<span class="oc-gauge-time" style="font-size:11px;color:#6b7280">'
+            f'updated {stamp}</span></div>')
 
 
 def create_gauges(services: Any) -> tuple[gr.HTML, gr.Timer]:

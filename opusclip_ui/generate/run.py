@@ -24,6 +24,7 @@ When every rung has failed, the error names the smallest setting that might stil
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import platform
 import sys
@@ -607,7 +608,7 @@ def _card_info(card: Any, pipe: Any) -> dict[str, Any]:
     return {"name": f("name"), "model_path": f("model_path"), "revision": f("revision"),
             "random_weights": bool(f("random_weights")), "native_fps": f("native_fps"),
             "max_frames": f("max_frames"), "pipeline_class": type(pipe).__name__,
-            "resolved_revision": getattr(getattr(pipe, "config", None), "_name_or_path", None)}
+            "loaded_from": str(getattr(getattr(pipe, "config", None), "_name_or_path", "") or "") or None}
 
 
 def generate(request: GenerateRequest, *, pipe: Any, card: Any, settings: Any,
@@ -734,6 +735,7 @@ def generate(request: GenerateRequest, *, pipe: Any, card: Any, settings: Any,
                        "pix_fmt": probe.pix_fmt, "bytes": final.stat().st_size},
             "versions": _versions(),
         }
+        sidecar = json.loads(json.dumps(sidecar, default=str))  # exactly what the file will hold
         sidecar_path = final.with_suffix(".json")
         from ..safe_io import save_json
         try:

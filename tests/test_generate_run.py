@@ -1,0 +1,291 @@
+"""Generation end to end on the tiny random Wan pipeline: a real MP4, the sidecar, cancel, the OOM
+ladder rung by rung (injected with ``Settings.inject_oom``), pre-flight refusals, concurrency."""
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from opusclip_ui import notify
+from opusclip_ui.errors import Cancelled, DiskFullError, OutOfMemoryError
+from opusclip_ui.generate import LocalPipelineSource, generate, validate_request
+from opusclip_ui.generate.outputs import GENERATED_DIR
+
+pytest_plugins = ["tests.models_fixtures"]
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory):
+    from opusclip_ui.models.tiny import ensure_tiny_t2v
+
+    return ensure_tiny_t2v(tmp_path_factory.mktemp("gen-cache"))
+
+
+@pytest.fixture(scope="module")
+def card():
+    from opusclip_ui.models.cards import CARDS_DIR, load_card
+
+    return load_card(CARDS_DIR / "tiny-random-t2v.yaml")
+
+
+class CountingSource(LocalPipelineSource):
+    """A real reload source that counts transformer and VAE-decode calls on every pipeline it makes."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.calls = {"transformer": 0, "decode": 0, "loads": []}
+
+    def wrap(self, pipe):
+        tf, vae = pipe.transformer, pipe.vae
+        orig_fwd, orig_decode = tf.forward, vae.decode
+
+        def forward(*a, **k):
+            self.calls["transformer"] += 1
+            return orig_fwd(*a, **k)
+
+        def decode(*a, **k):
+            self.calls["decode"] += 1
+            return orig_decode(*a, **k)
+
+        tf.forward = forward
+        vae.decode = decode
+        return pipe
+
+    def load(self, *, dtype, device, offload):
+        self.calls["loads"].append((dtype, device, offload))
+        return self.wrap(super().load(dtype=dtype, device=device, offload=offload))
+
+
+@pytest.fixture
+def source(tiny_path):
+    return CountingSource(tiny_path)
+
+
+@pytest.fixture
+def pipe(source):
+    return source.wrap(LocalPipelineSource(source.path).load(dtype="fp32", device="cpu", offload=None))
+
+
+def _settings(tmp_path, inject=None):
+    from opusclip_ui.settings import Settings
+
+    return Settings(data_dir=tmp_path / "data", inject_oom=inject)
+
+
+def _run(tmp_path, pipe, card, source=None, inject=None, duration=1, quality="low", seed=5, **kw):
+    req = validate_request("a red kite over the sea", duration, quality, seed, **kw)
+    return generate(req, pipe=pipe, card=card, settings=_settings(tmp_path, inject),
+                    session_id="s1", source=source)
+
+
+def _decode(path: Path):
+    import imageio_ffmpeg
+
+    gen = imageio_ffmpeg.read_frames(str(path))
+    meta = next(gen)
+    return meta, [np.frombuffer(f, np.uint8) for f in gen]
+
+
+def _files(tmp_path) -> list[Path]:
+    root = tmp_path / "data" / "outputs" / GENERATED_DIR
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def test_end_to_end_mp4_and_sidecar(tmp_path, pipe, card, source):
+    steps_seen = []
+    with notify.sink(on_progress=lambda f, d: steps_seen.append((f, d))):
+        res = _run(tmp_path, pipe, card, source, duration=1, quality="low", seed=5,
+                   negative_prompt="blurry")
+    # low: 32x32 at 8 fps, 5 frames per pass -> 8 frames as segments of 5 + 3
+    meta, frames = _decode(res.video_path)
+    assert len(frames) == 8 and tuple(meta["size"]) == (32, 32) and meta["fps"] == 8
+    assert frames[0].size == 32 * 32 * 3 and len({f.tobytes() for f in frames}) > 1  # real, varying
+    side = json.loads(res.sidecar_path.read_text())
+    assert side == res.sidecar
+    assert side["prompt"] == "a red kite over the sea" and side["negative_prompt"] == "blurry"
+    assert side["seed"] == 5 and side["seed_was_random"] is False
+    assert side["model"]["name"] == "tiny-random-t2v" and side["model"]["random_weights"] is True
+    assert side["asked"]["quality"] == "low" and side["used"]["plan"]["quality"] == "low"
+    assert side["segments"]["frames"] == [5, 3] and side["segments"]["seeds"] == [5, 6]
+    assert side["output"]["frames"] == 8 and side["output"]["duration_s"] == pytest.approx(1.0, abs=0.07)
+    assert side["rungs"] == [] and side["final_rung"] == "full"
+    assert set(side["timings_s"]) >= {"denoise", "decode", "encode", "total"}
+    assert side["peak_memory"]["peak_mb"] > 0
+    assert {"torch", "diffusers", "ffmpeg"} <= set(side["versions"])
+    assert res.video_path.name.endswith(".mp4") and res.sidecar_path.suffix == ".json"
+    # progress per step with an ETA, ending at 1.0
+    assert any("step 1/2" in d for _, d in steps_seen) and any("ETA" in d for _, d in steps_seen)
+    assert steps_seen[-1][0] == 1.0
+    assert source.calls["transformer"] == 2 * 2  # 2 segments x 2 steps, guidance 1 -> no CFG pass
+
+
+def test_same_seed_reproduces_the_video(tmp_path, pipe, card):
+    a = _run(tmp_path / "a", pipe, card, seed=11)
+    b = _run(tmp_path / "b", pipe, card, seed=11)
+    c = _run(tmp_path / "c", pipe, card, seed=12)
+    fa, fb, fc = (_decode(r.video_path)[1] for r in (a, b, c))
+    assert [f.tobytes() for f in fa] == [f.tobytes() for f in fb]
+    assert [f.tobytes() for f in fa] != [f.tobytes() for f in fc]
+
+
+def test_random_seed_is_reported(tmp_path, pipe, card):
+    res = _run(tmp_path, pipe, card, seed=None)
+    assert res.sidecar["seed_was_random"] is True and res.sidecar["seed"] == res.seed
+
+
+def test_cancel_stops_at_the_next_step_and_leaves_nothing(tmp_path, pipe, card, source):
+    token = notify.CancelToken()
+
+    def on_progress(fraction, desc):
+        if "step 1/" in desc:
+            token.cancel()
+
+    with notify.sink(on_progress=on_progress, cancel=token):
+        with pytest.raises(Cancelled):
+            _run(tmp_path, pipe, card, source, duration=2, quality="medium")
+    assert source.calls["transformer"] == 1  # stopped right after the first step
+    assert source.calls["decode"] == 0
+    assert [p for p in _files(tmp_path) if p.suffix in (".mp4", ".json") or p.name.startswith(".")] == []
+
+
+def test_oom_in_denoise_cleans_up_and_retries_once(tmp_path, pipe, card, source):
+    with notify.collect_warnings() as warned:
+        res = _run(tmp_path, pipe, card, source, inject="generate.denoise:1")
+    assert [r.rung for r in res.rungs] == ["retry"]
+    assert any("retried once" in w for w in warned)
+    assert res.sidecar["final_rung"] == "retry" and len(_decode(res.video_path)[1]) == 8
+
+
+def test_oom_in_decode_keeps_the_latents_and_tiles(tmp_path, pipe, card, source):
+    with notify.collect_warnings() as warned:
+        res = _run(tmp_path, pipe, card, source, inject="generate.decode:1", duration=0.5 * 2)
+    assert [(r.rung, r.stage) for r in res.rungs] == [("vae_tiling", "decode")]
+    assert any("tiling" in w for w in warned)
+    # 2 segments x 2 steps: the denoising ran exactly once per segment, nothing was redone
+    assert source.calls["transformer"] == 4
+    assert source.calls["decode"] == 2
+    assert res.sidecar["used"]["vae_tiling"] is True
+    assert pipe.vae.use_tiling is False  # the caller's pipeline is left as it was
+
+
+def test_second_decode_oom_goes_half_precision_without_denoising_again(tmp_path, pipe, card, source):
+    res = _run(tmp_path, pipe, card, source, inject="generate.decode:2")
+    assert [r.rung for r in res.rungs] == ["vae_tiling", "half_precision"]
+    assert source.calls["loads"] == [("bf16", "cpu", None)]
+    assert source.calls["transformer"] == 4
+    assert res.sidecar["used"]["dtype"] == "bf16"
+    assert len(_decode(res.video_path)[1]) == 8
+
+
+def test_second_denoise_oom_goes_half_precision(tmp_path, pipe, card, source):
+    with notify.collect_warnings() as warned:
+        res = _run(tmp_path, pipe, card, source, inject="generate.denoise:2")
+    assert [r.rung for r in res.rungs] == ["retry", "half_precision"]
+    assert any("half precision" in w for w in warned)
+    assert res.sidecar["used"]["dtype"] == "bf16"
+
+
+def test_half_precision_black_frames_are_decoded_again_in_fp32(tmp_path, pipe, card, source, monkeypatch):
+    """A half-precision VAE that returns NaN (as fp16 VAEs do): decoded again with an fp32 VAE."""
+    import torch
+
+    real_load = source.load
+
+    def load_with_nan_vae(**kw):
+        p = real_load(**kw)
+        real_decode = p.vae.decode
+
+        def decode(z, *a, **k):
+            out = real_decode(z, *a, **k)
+            if p.vae.dtype != torch.float32:
+                return (torch.full_like(out[0], float("nan")),)
+            return out
+
+        p.vae.decode = decode
+        return p
+
+    monkeypatch.setattr(source, "load", load_with_nan_vae)
+    with notify.collect_warnings() as warned:
+        res = _run(tmp_path, pipe, card, source, inject="generate.denoise:2", duration=1)
+    assert [r.rung for r in res.rungs] == ["retry", "half_precision", "fp32_vae"]
+    assert any("NaN" in w for w in warned)
+    assert res.sidecar["used"]["vae_fp32"] is True
+    _, frames = _decode(res.video_path)
+    assert len(frames) == 8 and max(f.mean() for f in frames) > 5  # not black
+
+
+def test_offload_rungs_are_skipped_on_cpu_and_quality_drops(tmp_path, pipe, card, source):
+    with notify.collect_warnings() as warned:
+        res = _run(tmp_path, pipe, card, source, inject="generate.denoise:3", quality="high", duration=1)
+    assert [r.rung for r in res.rungs] == ["retry", "half_precision", "lower_quality"]
+    assert res.sidecar["used"]["plan"]["quality"] == "medium"
+    assert res.sidecar["asked"]["quality"] == "high"
+    assert any("lowered the quality to medium" in w for w in warned)
+    assert ("bf16", "cpu", "model") not in source.calls["loads"]
+    meta, frames = _decode(res.video_path)
+    assert tuple(meta["size"]) == (48, 48) and len(frames) == 16  # still 1 s at 16 fps
+
+
+def test_every_rung_failing_names_the_smallest_setting(tmp_path, pipe, card, source):
+    with pytest.raises(OutOfMemoryError) as ei:
+        _run(tmp_path, pipe, card, source, inject="generate.denoise:99", quality="medium")
+    text = ei.value.friendly()
+    assert "quality low and duration 1 s (32x32)" in text
+    assert [p for p in _files(tmp_path) if p.suffix == ".mp4"] == []
+
+
+def test_in_place_half_precision_without_a_source(tmp_path, card, tiny_path):
+    pipe = LocalPipelineSource(tiny_path).load(dtype="fp32", device="cpu", offload=None)
+    res = _run(tmp_path, pipe, card, None, inject="generate.denoise:2")
+    assert [r.rung for r in res.rungs] == ["retry", "half_precision"]
+    assert "converted in place" in res.rungs[-1].detail
+
+
+def test_disk_full_in_preflight_refuses_before_denoising(tmp_path, pipe, card, source, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 4096, 4096))
+    with pytest.raises(DiskFullError):
+        _run(tmp_path, pipe, card, source)
+    assert source.calls["transformer"] == 0
+
+
+def test_too_little_ram_for_a_cpu_run_is_refused_before_starting(tmp_path, pipe, card, source, monkeypatch):
+    from opusclip_ui.generate import estimate
+
+    monkeypatch.setattr(estimate, "free_memory_mb", lambda device, snap: 1.0)
+    with pytest.raises(OutOfMemoryError) as ei:
+        _run(tmp_path, pipe, card, source)
+    assert "was not started" in ei.value.user_message and "quality low" in ei.value.friendly()
+    assert source.calls["transformer"] == 0
+
+
+def test_two_concurrent_sessions_get_separate_outputs(tmp_path, pipe, card):
+    from opusclip_ui.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "data")
+    results, errors = {}, []
+
+    def job(session, seed):
+        try:
+            req = validate_request(f"prompt for {session}", 1, "low", seed)
+            results[session] = generate(req, pipe=pipe, card=card, settings=settings, session_id=session)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=job, args=(s, i)) for i, s in enumerate(("alice", "bob"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors
+    a, b = results["alice"].video_path, results["bob"].video_path
+    assert a.parent != b.parent and a.is_file() and b.is_file()
+    assert results["alice"].sidecar["prompt"] == "prompt for alice"
+    assert results["bob"].sidecar["prompt"] == "prompt for bob"
+    assert len(_decode(a)[1]) == len(_decode(b)[1]) == 8

@@ -181,3 +181,11 @@ def test_scene_export_csv_and_json(media, s, tmp_path):
     assert [(r["start"], r["end"]) for r in rows] == [("0.0", "1.0"), ("1.0", "2.0"), ("2.0", "3.0")]
     doc = json.loads((export_scenes(result, tmp_path / "s.json", "json")).read_text())
     assert [r["start_frame"] for r in doc["scenes"]] == [0, 25, 50]
+
+
+def test_playable_content_under_a_wrong_name_gets_the_right_extension(media, s, tmp_path):
+    path = tmp_path / "clip.mov"
+    path.write_bytes(media.get("mp4_h264_aac.mp4").read_bytes())
+    info = load_video_file(path, s)
+    out, transcoded = make_preview(path, info, tmp_path / "pv", timeout=30)
+    assert not transcoded and out.suffix == ".mp4" and out.read_bytes() == path.read_bytes()

@@ -6,6 +6,7 @@ progress (from ``-progress pipe:1``) and cancel; the output appears only when co
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -64,7 +65,19 @@ def make_preview(path: str | Path, info: VideoInfo, out_dir: str | Path, *, time
         ToolFailedError: ffmpeg failed. Cancelled: the job was cancelled.
     """
     if browser_playable(info):
-        return Path(path), False
+        src = Path(path)
+        if src.suffix.lower() == f".{info.format}":
+            return src, False
+        # Playable content under another name (an MP4 called .mov): give the preview the right
+        # extension, or a browser (and Gradio) would judge it by the name and try to convert it.
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        link = Path(out_dir) / f"{Path(info.file_name).stem[:60]}.preview.{info.format}"
+        if not link.exists():
+            try:
+                os.link(src, link)
+            except OSError:
+                shutil.copyfile(src, link)
+        return link, False
     out = Path(out_dir) / (Path(info.file_name).stem[:60] + ".preview.mp4")
     scale = (f"scale='if(gt(iw,ih),min({max_side},iw),-2)':'if(gt(iw,ih),-2,min({max_side},ih))'")
     total = max(info.duration or 0.0, 0.001)

@@ -5,6 +5,7 @@ other's files. Nothing here imports gradio.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -108,8 +109,12 @@ class InspectService:
         return detect_scenes(path, info, self.settings, threshold=threshold,
                              min_scene_len=min_scene_len, downscale=downscale, thumb_dir=thumb_dir)
 
-    def export_properties(self, info: VideoInfo, fmt: str, job_id: str) -> Path:
+    def export_properties(self, info: VideoInfo, fmt: str, job_id: str, *,
+                          public: bool = True) -> Path:
+        """Save the properties; ``public`` keeps only the file's name, not its server path."""
         stem = _stem(info.file_name)
+        if public:
+            info = dataclasses.replace(info, file_path=info.file_name)
         return export_properties(info, self.job_folder(job_id) / f"{stem}.properties.{fmt}", fmt)
 
     def export_scenes(self, result: SceneResult, info: VideoInfo, fmt: str, job_id: str) -> Path:

@@ -234,10 +234,14 @@ def test_non_oom_errors_are_not_swallowed_by_the_ladder(monkeypatch, model_setti
 
     from opusclip_ui.models.tiny import ensure_tiny_t2v
 
+    gpu = FakeGpu(monkeypatch, 0)
+
     def boom(self, *a, **k):
         raise ValueError("a real bug")
 
     monkeypatch.setattr(DiffusionPipeline, "to", boom)
-    with pytest.raises(ValueError, match="a real bug"):
-        ModelLoader(model_settings).load(_card("tiny-random-t2v"),
-                                         ensure_tiny_t2v(model_settings.cache))
+    loader = ModelLoader(model_settings, free_memory=lambda d: gpu.free, ram_available=lambda: 2**40)
+    card = _card("tiny-random-t2v").model_copy(update={"device": "cuda"})
+    with notify.collect_warnings() as warned, pytest.raises(ValueError, match="a real bug"):
+        loader.load(card, ensure_tiny_t2v(model_settings.cache))
+    assert warned == []

@@ -268,3 +268,17 @@ def test_bad_card_in_the_folder_is_listed_not_fatal(model_settings, tmp_path):
     assert "trust_remote_code" in listing["invalid_cards"]["evil.yaml"]
     with pytest.raises(Exception, match="trust_remote_code"):
         m.load("evil")
+
+
+def test_local_folder_with_only_pickle_weights_is_refused(model_settings, tmp_path):
+    root = model_settings.model_roots[0]
+    folder = root / "pickled"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "bert"}')
+    (folder / "pytorch_model.bin").write_bytes(b"\x80\x04 never unpickled")
+    cards = write_card(tmp_path / "cards", "pickled.yaml",
+                       "model_type: text-encoder\nmodel_path: pickled\ndevice: cpu\n").parent
+    m = ModelManager(model_settings, cards_dir=cards)
+    with pytest.raises(ModelLoadError, match="only pickle checkpoints"):
+        m.load("pickled")
+    assert m.loaded() == {}

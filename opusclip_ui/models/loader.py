@@ -177,6 +177,7 @@ class _Plan:
     need_bytes: int
     free_bytes: int | None
     reason: str = ""
+    estimate: WeightsEstimate | None = None
 
 
 class ModelLoader:
@@ -205,6 +206,8 @@ class ModelLoader:
         device = resolve_device(device or card.device)
         dtype = resolve_dtype(card.precision, device)
         est = estimate_weights(folder)
+        if est.file_bytes == 0:
+            check_safetensors_only(folder)  # raises: pickles only, or no weights at all
         need = est.bytes_at(_dtype_bytes(dtype))
         need_half = est.bytes_at(2)
         ram = self._ram_available()
@@ -213,11 +216,11 @@ class ModelLoader:
         if device == "cpu":
             rungs = ["full", "retry"] + ([] if is_half else ["half"])
             if need * HEADROOM <= ram:
-                return _Plan(device, dtype, rungs, need, ram)
+                return _Plan(device, dtype, rungs, need, ram, estimate=est)
             if not is_half and need_half * HEADROOM <= ram:
                 return _Plan(device, dtype, ["half"], need, ram,
                              f"the model needs about {_gb(need)} in {_dtype_name(dtype)} but only "
-                             f"{_gb(ram)} of RAM is free")
+                             f"{_gb(ram)} of RAM is free", est)
             raise OutOfMemoryError(
                 f"`{card.name}` needs about {_gb(min(need, need_half))} of RAM and only {_gb(ram)} "
                 "is free; nothing was loaded.",
@@ -253,7 +256,7 @@ class ModelLoader:
             if reason:
                 reason = (f"{reason}: the model needs about {_gb(need)} in {_dtype_name(dtype)} and "
                           f"{device} has {_gb(free)} free")
-        return _Plan(device, dtype, rungs[start:], need, free, reason)
+        return _Plan(device, dtype, rungs[start:], need, free, reason, est)
 
     # --- loading -------------------------------------------------------------------------------
     def load(self, card: ModelCard, folder: Path, *, device: str | None = None) -> LoadedModel:
@@ -265,7 +268,6 @@ class ModelLoader:
             DeviceUnavailableError: the card asks for a device this machine lacks.
         """
         t0 = time.perf_counter()
-        check_safetensors_only(folder)
         plan = self.plan(card, folder, device)
         warned: list[str] = []
 
@@ -285,7 +287,7 @@ class ModelLoader:
         loaded = self._climb(card, folder, plan, model, tokenizer, warn)
         loaded.warnings = warned
         loaded.seconds = time.perf_counter() - t0
-        loaded.estimate = estimate_weights(folder)
+        loaded.estimate = plan.estimate
         _log.info("loaded %s on %s (%s) at rung %s in %.2fs", card.name, loaded.device,
                   _dtype_name(loaded.dtype), loaded.rung, loaded.seconds)
         return loaded
@@ -354,7 +356,8 @@ class ModelLoader:
         torch = _torch()
         pipeline = hasattr(model, "components")
         if rung in ("full", "retry"):
-            model.to(device)
+            if device != "cpu":  # from_pretrained already put it on the CPU; .to() would walk it
+                model.to(device)
             return device
         if rung == "half":
             half = _half_dtype(device)

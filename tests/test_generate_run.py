@@ -289,3 +289,33 @@ def test_two_concurrent_sessions_get_separate_outputs(tmp_path, pipe, card):
     assert results["alice"].sidecar["prompt"] == "prompt for alice"
     assert results["bob"].sidecar["prompt"] == "prompt for bob"
     assert len(_decode(a)[1]) == len(_decode(b)[1]) == 8
+
+
+def test_running_out_of_memory_while_reloading_moves_on_and_ends_clearly(tmp_path, pipe, card, source,
+                                                                        monkeypatch):
+    import torch
+
+    def load_oom(**kw):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
+
+    monkeypatch.setattr(source, "load", load_oom)
+    with notify.collect_warnings() as warned:
+        with pytest.raises(OutOfMemoryError) as ei:
+            _run(tmp_path, pipe, card, source, inject="generate.denoise:2")
+    assert any("even to load the model for the `half_precision` step" in w for w in warned)
+    assert "smallest setting" in ei.value.friendly()
+
+
+def test_service_holds_the_model_and_leaves_the_managers_copy_alone(manager, model_settings):
+    from opusclip_ui.generate.service import GenerateService
+
+    settings = model_settings.model_copy(update={"inject_oom": "generate.denoise:2"})
+    svc = GenerateService(settings, models=manager)
+    res = svc.run("tiny-random-t2v", "a cat", 1, "low", 3, session_id="sess")
+    assert [r.rung for r in res.rungs] == ["retry", "half_precision"]
+    loaded = manager.get("tiny-random-t2v")
+    assert loaded is not None and str(loaded.model.transformer.dtype) == "torch.float32"
+    assert manager.loaded()["text-to-video"]["in_use"] == 0
+    hist = svc.history("sess")
+    assert len(hist) == 1 and hist[0]["seed"] == 3 and Path(hist[0]["video_path"]).is_file()
+    assert svc.history("another-session") == []

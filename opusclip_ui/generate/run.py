@@ -165,6 +165,10 @@ class _Stop(Exception):
     """Internal: the ladder has no rung left."""
 
 
+class _ReloadOOM(Exception):
+    """Internal: loading the pipeline for a rung ran out of memory; try the next rung."""
+
+
 @dataclass
 class _State:
     pipe: Any
@@ -396,17 +400,25 @@ class _Run:
 
     # --- rungs ----------------------------------------------------------------------------
     def _reload(self, *, dtype: str, device: str, offload: str | None) -> None:
+        """Swap in a fresh pipeline from the source. Raises ``_ReloadOOM`` when that runs out of memory."""
         st = self.state
         st.pipe = None  # drop our reference before the source frees and loads
         cleanup_memory()
+        failure: BaseException | None = None
         try:
             st.pipe = self.source.load(dtype=dtype, device=device, offload=offload)  # type: ignore[union-attr]
         except Exception as exc:
-            mapped = map_exception(exc)
-            if isinstance(mapped, OpusClipError):
-                raise mapped from exc
-            raise ModelLoadError("The model could not be reloaded for the next memory-saving step.",
-                                 details=f"{type(exc).__name__}: {exc}") from exc
+            if is_oom(exc):
+                failure = _ReloadOOM(f"{type(exc).__name__}: {str(exc)[:200]}")
+            else:
+                mapped = map_exception(exc)
+                if isinstance(mapped, OpusClipError):
+                    raise mapped from exc
+                raise ModelLoadError("The model could not be reloaded for the next memory-saving step.",
+                                     details=f"{type(exc).__name__}: {exc}") from exc
+        if failure is not None:
+            cleanup_memory()  # outside the except block
+            raise failure
         st.dtype, st.device, st.offload, st.reloaded = dtype, device, offload, True
         st.vae_fp32 = False
         if st.vae_tiling:
@@ -430,6 +442,8 @@ class _Run:
         """Why ``rung`` cannot be taken now (None when it can)."""
         st = self.state
         if rung == "half_precision":
+            if st.pipe is None and self.source is None:
+                return "no pipeline is loaded"
             return "already in half precision" if st.dtype in ("fp16", "bf16") else None
         if rung in ("model_offload", "sequential_offload"):
             if st.device == "cpu":
@@ -442,6 +456,8 @@ class _Run:
                 return "already offloading sequentially"
             return None
         if rung == "lower_quality":
+            if st.pipe is None:
+                return "no pipeline is loaded (the last reload ran out of memory)"
             return None if self._lower_plan() is not None else "already at the smallest setting"
         if rung == "cpu":
             if st.device == "cpu":
@@ -533,8 +549,14 @@ class _Run:
             if why is None:
                 if rung != "lower_quality":
                     self.ladder_pos += 1
-                self.take(rung, stage)
-                return
+                try:
+                    self.take(rung, stage)
+                    return
+                except _ReloadOOM as exc:
+                    _log.warning("ladder: loading the model for %s ran out of memory (%s)", rung, exc)
+                    notify.warn(f"Not enough memory even to load the model for the `{rung}` step; "
+                                "trying the next one.")
+                    continue
             _log.info("ladder: skipping %s (%s)", rung, why)
             self.ladder_pos += 1
         raise _Stop()
@@ -762,6 +784,12 @@ def _restore(run: _Run) -> None:
         except Exception:
             pass
     run.state.pipe = None if run.state.reloaded else run.state.pipe
+    close = getattr(run.source, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:  # never hide the run's own result or error behind a cleanup failure
+            _log.exception("closing the pipeline source failed")
     cleanup_memory()
 
 

@@ -282,3 +282,48 @@ def test_local_folder_with_only_pickle_weights_is_refused(model_settings, tmp_pa
     with pytest.raises(ModelLoadError, match="only pickle checkpoints"):
         m.load("pickled")
     assert m.loaded() == {}
+
+
+def test_disk_full_while_recording_a_pull_leaves_it_uncached(model_settings, tmp_path,
+                                                            monkeypatch):
+    from opusclip_ui import safe_io
+    from opusclip_ui.errors import DiskFullError
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    download, _ = _fake_hub(tmp_path)
+    store = WeightsStore(model_settings.cache, reachable=lambda: True, snapshot_download=download,
+                         sleep=lambda s: None)
+    card = ModelManager(model_settings, store=store).card("minilm").model_copy(
+        update={"name": "hubenc", "model_path": "org/enc"})
+
+    def full(*a, **k):
+        raise DiskFullError("The disk is full.")
+
+    monkeypatch.setattr(safe_io, "save_json", full)
+    with pytest.raises(DiskFullError):
+        store.pull(card)
+    assert store.status(card).status == "downloadable"
+
+
+def test_download_progress_reaches_the_ui(monkeypatch):
+    from opusclip_ui.models.weights import _progress_tqdm
+
+    seen = []
+    with notify.sink(on_progress=lambda f, d: seen.append((round(f, 2), d))):
+        bar = _progress_tqdm()(total=4, disable=True)
+        for _ in range(4):
+            bar.update(1)
+        bar.close()
+    assert [f for f, _ in seen] == [0.25, 0.5, 0.75, 1.0]
+    assert seen[-1][1] == "downloading (4/4)"
+
+
+def test_fit_without_table_or_weights_is_unknown():
+    from opusclip_ui.models.cards import parse_card
+    from opusclip_ui.models.fit import hardware_fit
+
+    card = parse_card({"model_type": "text-encoder", "model_path": "org/m", "device": "auto"})
+    snap = {"ram": {"available_mb": 4096}, "gpu": {"devices": []}}
+    assert hardware_fit(card, snap)["verdict"] == "unknown"
+    assert hardware_fit(card, snap, weights_gb=1.0)["verdict"] == "fits"
+    assert hardware_fit(card, snap, weights_gb=10.0)["verdict"] == "does not fit"

@@ -307,10 +307,13 @@ def _progress_tqdm():
         return None
 
     class _NotifyTqdm(hf_tqdm):
+        # Counts itself: a disabled bar (no tty, HF_HUB_DISABLE_PROGRESS_BARS) never advances .n
         def update(self, n=1):
+            self._done = getattr(self, "_done", 0) + (n or 0)
             out = super().update(n)
             if self.total:
-                notify.progress(min(self.n / self.total, 1.0), f"downloading ({self.n}/{self.total})")
+                notify.progress(min(self._done / self.total, 1.0),
+                                f"downloading ({self._done:g}/{self.total:g})")
             return out
 
     return _NotifyTqdm

@@ -319,3 +319,26 @@ def test_service_holds_the_model_and_leaves_the_managers_copy_alone(manager, mod
     hist = svc.history("sess")
     assert len(hist) == 1 and hist[0]["seed"] == 3 and Path(hist[0]["video_path"]).is_file()
     assert svc.history("another-session") == []
+
+
+def test_preflight_starts_at_half_precision_when_only_that_fits(tmp_path, pipe, card, source, monkeypatch):
+    from opusclip_ui.generate import estimate
+
+    # the tiny run needs a few MB at fp32 (weights + 900 B per pixel-frame); say only 3 MB are free
+    monkeypatch.setattr(estimate, "free_memory_mb", lambda device, snap: 3.0)
+    with notify.collect_warnings() as warned:
+        res = _run(tmp_path, pipe, card, source)
+    assert [(r.rung, r.stage) for r in res.rungs] == [("half_precision", "preflight")]
+    assert res.sidecar["estimate"]["start_rung"] == "half_precision"
+    assert any("half precision" in w for w in warned)
+    assert source.calls["loads"] == [("bf16", "cpu", None)]
+
+
+def test_measured_runs_calibrate_the_estimate(tmp_path, pipe, card):
+    res = _run(tmp_path, pipe, card)
+    assert res.sidecar["estimate"]["calibrated"] is False
+    calib = json.loads((tmp_path / "data" / "cache" / "generate_calibration.json").read_text())
+    entry = calib["tiny-random-t2v@cpu"]
+    assert entry["runs"] == 1 and entry["seconds_per_mpf_step"] > 0
+    res2 = _run(tmp_path, pipe, card)
+    assert res2.sidecar["estimate"]["calibrated"] is True

@@ -36,7 +36,7 @@ class CountingSource(LocalPipelineSource):
 
     def __init__(self, path):
         super().__init__(path)
-        self.calls = {"transformer": 0, "decode": 0, "loads": []}
+        self.calls = {"transformer": 0, "decode": 0, "text_encoder": 0, "loads": []}
 
     def wrap(self, pipe):
         tf, vae = pipe.transformer, pipe.vae
@@ -50,8 +50,16 @@ class CountingSource(LocalPipelineSource):
             self.calls["decode"] += 1
             return orig_decode(*a, **k)
 
+        te = pipe.text_encoder
+        orig_te = te.forward
+
+        def te_forward(*a, **k):
+            self.calls["text_encoder"] += 1
+            return orig_te(*a, **k)
+
         tf.forward = forward
         vae.decode = decode
+        te.forward = te_forward
         return pipe
 
     def load(self, *, dtype, device, offload):
@@ -120,6 +128,7 @@ def test_end_to_end_mp4_and_sidecar(tmp_path, pipe, card, source):
     assert any("step 1/2" in d for _, d in steps_seen) and any("ETA" in d for _, d in steps_seen)
     assert steps_seen[-1][0] == 1.0
     assert source.calls["transformer"] == 2 * 2  # 2 segments x 2 steps, guidance 1 -> no CFG pass
+    assert source.calls["text_encoder"] == 1     # the prompt is encoded once, not per segment
 
 
 def test_same_seed_reproduces_the_video(tmp_path, pipe, card):
@@ -342,3 +351,20 @@ def test_measured_runs_calibrate_the_estimate(tmp_path, pipe, card):
     assert entry["runs"] == 1 and entry["seconds_per_mpf_step"] > 0
     res2 = _run(tmp_path, pipe, card)
     assert res2.sidecar["estimate"]["calibrated"] is True
+
+
+def test_frames_match_a_bare_pipeline_call(tmp_path, pipe, card):
+    """Our own decode (and the cached prompt encoding) give the frames diffusers' own call gives."""
+    import torch
+
+    from opusclip_ui.generate.encode import encode_mp4
+
+    res = _run(tmp_path, pipe, card, duration=1, quality="low", seed=21, long_mode="clamp")
+    assert res.sidecar["output"]["frames"] == 5
+    bare = pipe("a red kite over the sea", height=32, width=32, num_frames=5, num_inference_steps=2,
+                guidance_scale=1.0, generator=torch.Generator("cpu").manual_seed(21),
+                output_type="np").frames[0]
+    encode_mp4(bare, tmp_path / "bare.mp4", 8)
+    ours = np.stack(_decode(res.video_path)[1]).astype(int)
+    theirs = np.stack(_decode(tmp_path / "bare.mp4")[1]).astype(int)
+    assert ours.shape == theirs.shape and np.abs(ours - theirs).max() <= 1

@@ -359,12 +359,47 @@ class _Run:
             callback_on_step_end=on_step)
         latent = _supports_latent_decode(st.pipe)
         kwargs["output_type"] = "latent" if latent else "np"
+        embeds = self._prompt_embeds() if latent else None
+        if embeds is not None:  # encoded once per run, not once per segment
+            kwargs.update(prompt=None, negative_prompt=None, prompt_embeds=embeds[0],
+                          negative_prompt_embeds=embeds[1])
         t = time.monotonic()
         try:
             out = st.pipe(**kwargs)
         finally:
             self.timings["denoise"] += time.monotonic() - t
         return out.frames
+
+    def _prompt_embeds(self) -> tuple[Any, Any] | None:
+        """The prompt's text-encoder output, cached for the run (re-made when the pipeline changes).
+
+        A long video is several passes with the same prompt: encoding it once saves a text-encoder
+        pass per segment (with model offload, also moving the text encoder to the GPU and back).
+        """
+        import inspect
+
+        import torch
+
+        st = self.state
+        encode = getattr(st.pipe, "encode_prompt", None)
+        if encode is None:
+            return None
+        params = inspect.signature(encode).parameters
+        if not {"do_classifier_free_guidance", "max_sequence_length", "device"} <= set(params):
+            return None
+        cfg = st.plan.guidance > 1.0
+        key = (id(st.pipe), st.device, st.dtype, cfg)
+        cached = getattr(self, "_embeds_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        self._embeds_cache = None
+        with torch.no_grad():
+            pe, ne = encode(prompt=self.request.prompt,
+                            negative_prompt=self.request.negative_prompt or None,
+                            do_classifier_free_guidance=cfg, num_videos_per_prompt=1,
+                            max_sequence_length=512, device=st.pipe._execution_device)
+        self._embeds_cache = (key, (pe, ne))
+        return pe, ne
 
     # --- decoding -------------------------------------------------------------------------
     def decode(self, latents: Any) -> np.ndarray:

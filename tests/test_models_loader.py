@@ -245,3 +245,26 @@ def test_non_oom_errors_are_not_swallowed_by_the_ladder(monkeypatch, model_setti
     with notify.collect_warnings() as warned, pytest.raises(ValueError, match="a real bug"):
         loader.load(card, ensure_tiny_t2v(model_settings.cache))
     assert warned == []
+
+
+def test_offload_hooks_are_really_removed(model_settings):
+    """Group offload (diffusers hooks) and accelerate hooks, applied for real on the CPU."""
+    from opusclip_ui.models.loader import remove_offload_hooks
+    from opusclip_ui.models.tiny import ensure_tiny_t2v
+
+    loaded = ModelLoader(model_settings).load(_card("tiny-random-t2v"),
+                                              ensure_tiny_t2v(model_settings.cache))
+    pipe = loaded.model
+    pipe.enable_group_offload(onload_device=torch.device("cpu"), offload_type="block_level",
+                              num_blocks_per_group=1)
+    assert pipe.transformer._diffusers_hook.hooks
+    remove_offload_hooks(pipe)
+    for comp in (pipe.transformer, pipe.vae, pipe.text_encoder):
+        assert not getattr(getattr(comp, "_diffusers_hook", None), "hooks", {})
+    from accelerate import cpu_offload
+    cpu_offload(pipe.text_encoder, execution_device=torch.device("cpu"))
+    assert getattr(pipe.text_encoder, "_hf_hook", None) is not None
+    remove_offload_hooks(pipe)
+    assert getattr(pipe.text_encoder, "_hf_hook", None) is None
+    # The weights came back from the offload map: the next rung can still use the model.
+    assert all(p.device.type == "cpu" for p in pipe.text_encoder.parameters())

@@ -160,11 +160,11 @@ class LoadedModel:
     def release(self) -> None:
         """Drop every reference this object holds (hooks first, so nothing keeps tensors alive)."""
         model = self.model
-        if model is not None and hasattr(model, "remove_all_hooks"):
+        if model is not None:
             try:
-                model.remove_all_hooks()
+                remove_offload_hooks(model)
             except Exception:  # pragma: no cover - best effort on a half-set-up pipeline
-                _log.debug("remove_all_hooks failed", exc_info=True)
+                _log.debug("removing offload hooks failed", exc_info=True)
         self.model = None
         self.tokenizer = None
 
@@ -228,9 +228,9 @@ class ModelLoader:
                 "`tiny-random-t2v`).", device="cpu")
         rungs = ["full", "retry"] + ([] if is_half else ["half"])
         if pipeline:
-            rungs.append("model_offload")
-        if pipeline or _has_accelerate():
-            rungs.append("sequential_offload")
+            rungs.append("model_offload")      # group offload stands in when accelerate is missing
+        if _has_accelerate():
+            rungs.append("sequential_offload")  # both kinds need accelerate for this one
         # The CPU rung in fp32 needs the fp32 size in RAM.
         if est.bytes_at(4) * HEADROOM <= ram:
             rungs.append("cpu")
@@ -388,11 +388,26 @@ class ModelLoader:
     def _undo(model) -> None:
         """Bring a half-placed model back to the CPU and drop offload hooks before the next rung."""
         try:
-            if hasattr(model, "remove_all_hooks"):
-                model.remove_all_hooks()
+            remove_offload_hooks(model)
             model.to("cpu")
         except Exception:  # best effort; the next rung starts from whatever is left
             _log.debug("undo before the next rung failed", exc_info=True)
+
+
+def remove_offload_hooks(model) -> None:
+    """Remove accelerate offload hooks and diffusers group-offload hooks from a model/pipeline."""
+    modules = ([c for c in model.components.values() if hasattr(c, "named_modules")]
+               if hasattr(model, "components") else [model])
+    if hasattr(model, "remove_all_hooks") and _has_accelerate():
+        model.remove_all_hooks()
+    for module in modules:
+        if getattr(module, "_hf_hook", None) is not None and _has_accelerate():
+            from accelerate.hooks import remove_hook_from_module
+            remove_hook_from_module(module, recurse=True)
+        registry = getattr(module, "_diffusers_hook", None)
+        if registry is not None:
+            for name in list(registry.hooks):
+                registry.remove_hook(name, recurse=True)
 
 
 def _model_dtype(model):

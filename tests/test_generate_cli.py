@@ -45,3 +45,21 @@ def test_cli_bad_requests_are_one_line(env, capsys, args, needle):
     err = capsys.readouterr().err
     assert rc == 2
     assert needle in err and "Traceback" not in err
+
+
+def test_the_sidecars_reproduce_command_makes_the_same_video(env, capsys):
+    import shlex
+
+    first = env / "a.mp4"
+    assert main(["generate", "--prompt", "a 'quoted' kite", "--duration", "1", "--quality", "low",
+                 "--out", str(first), "--json"]) == 0
+    side = json.loads(capsys.readouterr().out)
+    argv = shlex.split(side["reproduce"]["command"])[3:]  # drop "python -m opusclip_ui"
+    second = env / "b.mp4"
+    assert main([*argv, "--out", str(second), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["seed"] == side["seed"] and side["seed_was_random"] is True
+    import imageio_ffmpeg
+
+    frames = [list(imageio_ffmpeg.read_frames(str(p)))[1:] for p in (first, second)]
+    assert frames[0] == frames[1]

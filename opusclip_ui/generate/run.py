@@ -665,7 +665,36 @@ def _card_info(card: Any, pipe: Any) -> dict[str, Any]:
     return {"name": f("name"), "model_path": f("model_path"), "revision": f("revision"),
             "random_weights": bool(f("random_weights")), "native_fps": f("native_fps"),
             "max_frames": f("max_frames"), "pipeline_class": type(pipe).__name__,
-            "loaded_from": str(getattr(getattr(pipe, "config", None), "_name_or_path", "") or "") or None}
+            "loaded_from": _loaded_from(pipe), "resolved_revision": _resolved_revision(pipe)}
+
+
+def _loaded_from(pipe: Any) -> str | None:
+    return str(getattr(getattr(pipe, "config", None), "_name_or_path", "") or "") or None
+
+
+def _resolved_revision(pipe: Any) -> str | None:
+    """The commit of a hub snapshot folder (``.../snapshots/<commit>``), when loaded from one."""
+    where = _loaded_from(pipe)
+    if not where:
+        return None
+    p = Path(where)
+    return p.name if p.parent.name == "snapshots" else None
+
+
+def _reproduce_command(request: GenerateRequest, model: str | None) -> str:
+    import shlex
+    parts = ["python", "-m", "opusclip_ui", "generate", "--model", model or "?", "--prompt",
+             request.prompt, "--duration", f"{request.duration_s:g}", "--quality", request.quality,
+             "--seed", str(request.seed)]
+    if request.negative_prompt:
+        parts += ["--negative-prompt", request.negative_prompt]
+    if request.steps is not None:
+        parts += ["--steps", str(request.steps)]
+    if request.guidance is not None:
+        parts += ["--guidance", f"{request.guidance:g}"]
+    if request.long_mode != "segments":
+        parts += ["--long-mode", request.long_mode]
+    return " ".join(shlex.quote(x) for x in parts)
 
 
 def generate(request: GenerateRequest, *, pipe: Any, card: Any, settings: Any,
@@ -792,6 +821,10 @@ def generate(request: GenerateRequest, *, pipe: Any, card: Any, settings: Any,
                        "pix_fmt": probe.pix_fmt, "bytes": final.stat().st_size},
             "versions": _versions(),
         }
+        sidecar["reproduce"] = {
+            "command": _reproduce_command(request, sidecar["model"]["name"]),
+            "note": "same card, revision, seed and settings; a run that stepped down the ladder "
+                    "(see rungs) reproduces exactly only when it steps down the same way"}
         sidecar = json.loads(json.dumps(sidecar, default=str))  # exactly what the file will hold
         sidecar_path = final.with_suffix(".json")
         from ..safe_io import save_json

@@ -368,3 +368,41 @@ def test_frames_match_a_bare_pipeline_call(tmp_path, pipe, card):
     ours = np.stack(_decode(res.video_path)[1]).astype(int)
     theirs = np.stack(_decode(tmp_path / "bare.mp4")[1]).astype(int)
     assert ours.shape == theirs.shape and np.abs(ours - theirs).max() <= 1
+
+
+class RecordingAcceleratorSource(CountingSource):
+    """For the ladder's decisions on an accelerator, on a machine without one: records what each rung
+    asks the model manager for, and hands back a real pipeline on the CPU so the run still makes real
+    frames. (The GPU itself is exercised by benchmarks/gpu_generate.py.)"""
+
+    def load(self, *, dtype, device, offload):
+        self.calls["loads"].append((dtype, device, offload))
+        return self.wrap(LocalPipelineSource.load(self, dtype=dtype, device="cpu", offload=None))
+
+
+@pytest.mark.parametrize("failures,expected", [
+    (3, ["retry", "half_precision", "model_offload"]),
+    (4, ["retry", "half_precision", "model_offload", "sequential_offload"]),
+    (5, ["retry", "half_precision", "model_offload", "sequential_offload", "lower_quality"]),
+    (6, ["retry", "half_precision", "model_offload", "sequential_offload", "lower_quality", "cpu"]),
+])
+def test_accelerator_ladder_order(tmp_path, card, tiny_path, failures, expected):
+    src = RecordingAcceleratorSource(tiny_path)
+    pipe = src.wrap(LocalPipelineSource(tiny_path).load(dtype="fp32", device="cpu", offload=None))
+    req = validate_request("a red kite", 1, "low", 4)
+    with notify.collect_warnings() as warned:
+        res = generate(req, pipe=pipe, card=card, settings=_settings(tmp_path, f"generate.denoise:{failures}"),
+                       session_id="s", source=src, device="cuda")
+    assert [r.rung for r in res.rungs] == expected
+    asked = src.calls["loads"]
+    half = asked[0][0]
+    assert half in ("bf16", "fp16") and asked[0] == (half, "cuda", None)
+    if failures >= 3:
+        assert asked[1] == (half, "cuda", "model")   # offload keeps half precision, fresh pipeline
+    if failures >= 4:
+        assert asked[2] == (half, "cuda", "sequential")
+    if failures >= 6:
+        assert asked[-1] == ("fp32", "cpu", None)
+        assert any("running on the CPU instead" in w and "about" in w for w in warned)
+        assert res.sidecar["used"]["device"] == "cpu"
+    assert len(warned) >= len(expected) and res.sidecar["output"]["frames"] == 8

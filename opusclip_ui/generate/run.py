@@ -251,8 +251,8 @@ def _peak_memory_probe(device: str) -> Callable[[], dict[str, Any]]:
 
     proc = psutil.Process()
     state = {"rss": proc.memory_info().rss}
-    if device.startswith("cuda"):
-        import torch
+    torch = sys.modules.get("torch")
+    if device.startswith("cuda") and torch is not None and torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
 
         def read() -> dict[str, Any]:

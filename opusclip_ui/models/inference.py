@@ -40,7 +40,7 @@ class EmbedResult:
     dtype: str
     batches: int
 
-    def to_dict(self, with_embeddings: bool = False) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["similarity"] = [[round(v, 4) for v in row] for row in self.similarity]
         d["latency_ms"] = round(self.latency_ms, 2)

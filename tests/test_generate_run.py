@@ -274,6 +274,18 @@ def test_too_little_ram_for_a_cpu_run_is_refused_before_starting(tmp_path, pipe,
     assert source.calls["transformer"] == 0
 
 
+def test_preflight_offers_the_lower_preset_that_fits(tmp_path, pipe, card, source, monkeypatch):
+    from opusclip_ui.generate import estimate
+
+    # at 900 B per fp32 pixel-frame: high (64x64x17) and medium (48x48x9) do not fit in 8 MB even
+    # at half precision, low (32x32x5) does
+    monkeypatch.setattr(estimate, "free_memory_mb", lambda device, snap: 8.0)
+    with pytest.raises(OutOfMemoryError) as ei:
+        _run(tmp_path, pipe, card, source, quality="high")
+    assert "quality low is estimated to fit" in ei.value.friendly()
+    assert source.calls["transformer"] == 0
+
+
 def test_two_concurrent_sessions_get_separate_outputs(tmp_path, pipe, card):
     from opusclip_ui.settings import Settings
 

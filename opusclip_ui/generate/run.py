@@ -747,14 +747,17 @@ def generate(request: GenerateRequest, *, pipe: Any, card: Any, settings: Any,
                            calibration=calibration, cfg=plan.guidance > 1.0)
         _log.info("pre-flight: %s", est.to_dict())
         if not est.fits:
+            lower = _fitting_lower_quality(request, card, pipe, run, snap, calibration)
+            offer = (f"quality {lower} is estimated to fit" if lower
+                     else run.smallest_setting() + " is the smallest setting")
             if run.dev == "cpu":
                 raise OutOfMemoryError(
                     f"This needs about {est.peak_mb:,.0f} MB of RAM but only {est.free_mb:,.0f} MB is "
                     "available, so the run was not started.",
-                    f"Try {run.smallest_setting()}, or close other programs.", device="cpu")
+                    f"Try again with {offer}, or close other programs.", device="cpu")
             notify.warn(f"This run may not fit: about {est.peak_mb:,.0f} MB needed at full precision, "
-                        f"{est.free_mb:,.0f} MB free. It will step down if it runs out; "
-                        "a lower quality would start faster.")
+                        f"{est.free_mb:,.0f} MB free. It will step down if it runs out; {offer} "
+                        "and would start faster.")
         elif est.start_rung != "full":
             # start where the estimate says it fits instead of waiting for the first OOM
             for rung in LADDER[: LADDER.index(est.start_rung) + 1]:
@@ -838,6 +841,21 @@ def generate(request: GenerateRequest, *, pipe: Any, card: Any, settings: Any,
         notify.progress(1.0, "Done")
         return GenerateResult(video_path=final, sidecar_path=sidecar_path, sidecar=sidecar,
                               warnings=list(warnings), rungs=list(run.rungs), seed=request.seed)
+
+
+def _fitting_lower_quality(request: GenerateRequest, card: Any, pipe: Any, run: _Run,
+                           snap: dict[str, Any], calibration: Calibration) -> str | None:
+    """The highest preset below the asked one that the estimate says fits, if any."""
+    q = lower_preset(request.quality)
+    while q is not None:
+        plan = make_plan(request, card, quality=q, warn=False)
+        est = estimate_run(plan, pipe=pipe, card=card, device=run.dev,
+                           dtype_bytes=2 if run.state.dtype in ("fp16", "bf16") else 4, snap=snap,
+                           calibration=calibration, cfg=plan.guidance > 1.0)
+        if est.fits:
+            return q
+        q = lower_preset(q)
+    return None
 
 
 def _restore(run: _Run) -> None:

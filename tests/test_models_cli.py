@@ -63,3 +63,24 @@ def test_models_pull_offline_is_one_friendly_line(cli_env, capsys):
 def test_models_embed_wrong_kind(cli_env, capsys):
     code, _, err = _run(capsys, "models", "embed", "tiny-random-t2v", "hello")
     assert code == 2 and "not a loaded text encoder" in err
+
+
+def test_listing_models_does_not_import_torch(tmp_path):
+    """Cards, status and fit are cheap: the app starts and lists models without torch."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys\nfrom pathlib import Path\n"
+            "from opusclip_ui.settings import Settings\n"
+            "from opusclip_ui.models.manager import ModelManager\n"
+            f"m = ModelManager(Settings(data_dir=Path({str(tmp_path)!r})))\n"
+            "rows = m.list_models()['models']\n"
+            "print(len(rows), 'torch' in sys.modules, 'diffusers' in sys.modules)\n")
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
+                         timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr
+    count, torch_loaded, diffusers_loaded = out.stdout.split()
+    assert int(count) >= 6 and torch_loaded == "False" and diffusers_loaded == "False"

@@ -256,6 +256,13 @@ def test_list_models_shows_status_fit_and_recommendation(manager, monkeypatch):
     rows = {r["name"]: r for r in manager.list_models({"ram": {"available_mb": 32000},
                                                       "gpu": gpu})["models"]}
     assert rows["wan2.1-t2v-1.3b"]["fit"] == "fits with offload"
+    # A loaded model fits by definition, even when its own memory makes the machine look full.
+    manager.load("tiny-random-t2v")
+    rows = {r["name"]: r for r in manager.list_models({"ram": {"available_mb": 1},
+                                                      "gpu": {"devices": []}})["models"]}
+    assert rows["tiny-random-t2v"]["fit"] == "fits" and rows["tiny-random-t2v"]["loaded"]
+    assert "loaded now on cpu (rung full)" in rows["tiny-random-t2v"]["fit_detail"]
+    assert rows["minilm"]["fit"] == "does not fit"
 
 
 def test_bad_card_in_the_folder_is_listed_not_fatal(model_settings, tmp_path):

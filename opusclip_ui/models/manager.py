@@ -108,7 +108,13 @@ class ModelManager:
                     weights_gb = est.bytes_at(per) / 2**30
                 except Exception:  # noqa: BLE001 - a listing never fails on one card
                     _log.debug("could not measure %s", name, exc_info=True)
-            fit = hardware_fit(card, snap, weights_gb=weights_gb)
+            if name in loaded:  # its own memory is already counted as used in the snapshot
+                rung = loaded[name]["rung"]
+                fit = {"verdict": "fits" if rung in ("full", "retry", "half") else
+                       "fits with offload", "rung": rung,
+                       "detail": f"loaded now on {loaded[name]['device']} (rung {rung})"}
+            else:
+                fit = hardware_fit(card, snap, weights_gb=weights_gb)
             fits[name] = fit
             rows.append({
                 "name": name, "model_type": card.model_type, "description": card.description,

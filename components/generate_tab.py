@@ -21,7 +21,8 @@ from opusclip_ui.generate.request import MAX_DURATION_S, MIN_DURATION_S, QUALITI
 
 from .guard import guarded
 
-__all__ = ["create_ui", "create_event_handlers", "get_service", "summary_markdown", "history_items"]
+__all__ = ["create_ui", "create_event_handlers", "get_service", "summary_markdown", "history_items",
+           "reuse_values"]
 
 _lock = threading.Lock()
 
@@ -96,6 +97,16 @@ def summary_markdown(sidecar: dict[str, Any]) -> str:
 def history_items(history: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(h["video_path"], f"{h['seed']} · {h['used']['plan']['quality']} · "
              f"{h['output']['duration_s']:.1f}s · {h['prompt'][:40]}") for h in history]
+
+
+def reuse_values(item: dict[str, Any] | None) -> tuple:
+    """The form values that remake a history entry: what was asked for, with the seed it used."""
+    if not item:
+        raise InvalidRequestError("No video is selected.", "Click a video in the history first.")
+    asked = item["asked"]
+    return (item["model"]["name"], item["prompt"], asked["duration_s"], asked["quality"],
+            item["seed"], item.get("negative_prompt") or "", asked.get("steps"),
+            asked.get("guidance"), asked.get("long_mode") or "segments")
 
 
 def _settings_markdown(item: dict[str, Any]) -> str:
@@ -218,12 +229,7 @@ def create_event_handlers(services: Any, h: dict[str, Any]) -> None:
 
     @guarded(services, "generate.reuse")
     def reuse(item: dict[str, Any] | None):
-        if not item:
-            raise InvalidRequestError("No video is selected.", "Click a video in the history first.")
-        asked = item["asked"]
-        return (item["model"]["name"], item["prompt"], asked["duration_s"], asked["quality"],
-                item["seed"], item.get("negative_prompt") or "", asked.get("steps"),
-                asked.get("guidance"), asked.get("long_mode") or "segments")
+        return reuse_values(item)
 
     for trigger in (h["model"].change, h["quality"].change):
         trigger(preset_info, inputs=[h["model"], h["quality"]], outputs=[h["preset_info"]],

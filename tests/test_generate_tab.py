@@ -75,3 +75,22 @@ def test_bad_request_names_the_value_and_the_app_keeps_serving(client):
     out = client.predict("tiny-random-t2v", "a cat", 1, "low", 1, "", None, None, "segments",
                          api_name="/generate")
     assert out[2]["seed"] == 1
+
+
+def test_history_entry_reuse_remakes_the_same_video(gen_services):
+    from components.generate_tab import get_service, history_items, reuse_values
+    from opusclip_ui.errors import InvalidRequestError
+
+    svc = get_service(gen_services)
+    first = svc.run("tiny-random-t2v", "a kite", 1, "low", None, "blurry", 2, None, "segments",
+                    session_id="me")
+    history = svc.history("me")
+    assert history_items(history)[0][0] == str(first.video_path)
+    values = reuse_values(history[0])
+    assert values[0] == "tiny-random-t2v" and values[4] == first.seed and values[5] == "blurry"
+    again = svc.run(*values, session_id="me")
+    assert again.video_path != first.video_path
+    assert again.video_path.read_bytes() == first.video_path.read_bytes()
+    assert len(svc.history("me")) == 2
+    with pytest.raises(InvalidRequestError):
+        reuse_values(None)

@@ -12,3 +12,9 @@ def sleepy(seconds: float) -> float:
         os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(seconds)
     return seconds
+
+
+def stalled_probe(path: str, limits: dict) -> dict:
+    """Stands in for a decoder that hangs on a hostile file."""
+    time.sleep(60)
+    return {"ok": False, "code": "unreachable", "facts": {}}

@@ -187,10 +187,17 @@ def test_forged_frame_count_is_refused():
     assert code == "too_many_frames"
 
 
-def test_a_stalled_probe_is_killed_at_the_timeout(media, tmp_path):
-    s = Settings(data_dir=tmp_path, probe_timeout_s=0.001)
-    with pytest.raises(OperationTimeoutError):
+def test_a_stalled_probe_is_killed_at_the_timeout(media, tmp_path, monkeypatch):
+    import time
+
+    from .helpers_video import stalled_probe
+
+    monkeypatch.setattr(_media, "probe_file", stalled_probe)  # a decoder that hangs
+    s = Settings(data_dir=tmp_path, probe_timeout_s=0.5)
+    t0 = time.monotonic()
+    with pytest.raises(OperationTimeoutError, match="did not finish within 0.5 s"):
         load_video_file(media.get("mp4_h264.mp4"), s)
+    assert time.monotonic() - t0 < 10
 
 
 @pytest.mark.parametrize("head, kind, name", [
@@ -220,3 +227,20 @@ def test_sniffer_reads_real_files(media):
     assert sniff(media.get("mkv_named_mp4.mp4")).name == "matroska"
     assert sniff(media.get("text.mp4")).kind == "text"
     assert sniff(media.get("random.mp4")).kind == "unknown"
+
+
+def test_worker_children_import_only_what_they_use():
+    """Children import ``_media`` through the package: it must not drag in pydantic or gradio
+    (that once cost ~1 s per probe), and the core never imports gradio at all."""
+    import subprocess
+    import sys
+
+    code = ("import sys, opusclip_ui.video._media, opusclip_ui.video.worker;"
+            "print(sorted(m for m in ('pydantic', 'gradio', 'opusclip_ui.settings') "
+            "if m in sys.modules));"
+            "import opusclip_ui.video.service, opusclip_ui.video.cli;"
+            "print('gradio' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(__file__))).stdout.split("\n")
+    assert out[0] == "[]"
+    assert out[1] == "False"

@@ -11,6 +11,18 @@ child. Entry points:
 - ``browser_playable(info)`` / ``make_preview(...)``         preview.py
 - ``export_properties`` / ``export_scenes``                  export.py
 """
-from .probe import VideoInfo, load_video_file
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["VideoInfo", "load_video_file"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy on purpose: worker children import ``opusclip_ui.video._media`` through this package,
+    # and must not pay for pydantic/settings imports they never use (~1 s on a busy machine).
+    if name in __all__:
+        from . import probe
+
+        return getattr(probe, name)
+    raise AttributeError(name)

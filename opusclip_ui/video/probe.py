@@ -218,7 +218,9 @@ def load_video_file(file_path: str | Path, settings: Settings | None = None) -> 
         UnsupportedFormatError, OperationTimeoutError (a decoder that stalls is killed).
     """
     from ..guards import run_in_child
-    from . import _media
+    from . import _media, worker
+
+    worker.prepare()  # the shared forkserver preloads PyAV before its first child
 
     settings = settings or Settings()
     path = str(Path(file_path))

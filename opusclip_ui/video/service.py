@@ -38,10 +38,6 @@ class InspectResult:
     preview: Path | None = None
     preview_transcoded: bool = False
 
-    @property
-    def folder(self) -> Path:
-        return self.source.parent if self.source.parent.name == self.job_id else Path()
-
 
 class InspectService:
     """Validate, probe, thumbnail, preview, find scenes and export, one job folder per call."""

@@ -6,10 +6,10 @@ file can do is kill or hang that child. The parent polls a pipe, forwards progre
 ``notify.progress``, kills the child when the job's cancel token is set, and turns a dead child into a
 typed error.
 
-Why not a fresh ``python`` per call: importing PyAV and numpy costs ~200 ms, more than the whole
-probe. Children are forked from a *forkserver* that preloads those modules once (it is a clean,
-single-threaded process, so forking it is safe even though the app itself runs many threads): a probe
-then costs ~30 ms end to end (see benchmarks/RESULTS_inspect.md).
+Why not a fresh ``python`` per call: importing PyAV, numpy and Pillow costs 0.2 to 0.7 s, far more
+than the whole probe. Children are forked from a *forkserver* that preloads those modules once (it is
+a clean, single-threaded process, so forking it is safe even though the app itself runs many
+threads): a probe then costs tens of milliseconds end to end (see benchmarks/RESULTS_inspect.md).
 
 The child reports progress with :func:`report` (a no-op outside a worker child).
 """
@@ -27,7 +27,7 @@ from .. import notify
 from ..errors import OperationTimeoutError, ToolFailedError
 from ..log import setup_logging
 
-__all__ = ["run_child", "report", "ChildCrashed", "PRELOAD"]
+__all__ = ["run_child", "report", "prepare", "warm_up", "ChildCrashed", "PRELOAD"]
 
 _log = setup_logging("video.worker")
 
@@ -48,15 +48,39 @@ class ChildCrashed(ToolFailedError):
 
 
 def _context():
+    """The app's one forkserver context (shared with ``guards.run_in_child``), PyAV preloaded.
+
+    The forkserver is a process-wide singleton: whoever starts it first fixes its preload list.
+    We take the guards' context and widen its preload before the server starts, so probes run by
+    either runner start with PyAV, numpy and Pillow already imported. If the server is already
+    running, this changes nothing (children then import them themselves: slower, still correct).
+    """
     global _ctx
     with _ctx_lock:
         if _ctx is None:
-            method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-            ctx = mp.get_context(method)
-            if method == "forkserver":
-                ctx.set_forkserver_preload(PRELOAD)
+            try:
+                from .. import guards
+
+                ctx = guards._context()
+            except (ImportError, AttributeError):  # no shared context: our own
+                ctx = mp.get_context("forkserver")
+            ctx.set_forkserver_preload(PRELOAD)
             _ctx = ctx
         return _ctx
+
+
+def prepare() -> None:
+    """Set up the shared forkserver context (call before the first child starts)."""
+    _context()
+
+
+def warm_up() -> None:
+    """Start the forkserver now (about 0.3 to 1 s), so the first upload does not pay for it."""
+    run_child(_noop, timeout=30)
+
+
+def _noop() -> None:
+    return None
 
 
 def report(fraction: float, desc: str = "") -> None:
@@ -69,13 +93,13 @@ def report(fraction: float, desc: str = "") -> None:
 
 
 def _limit_memory(memory_limit_mb: int | None) -> None:
-    if not memory_limit_mb:
-        return
     try:
         import resource
 
-        limit = int(memory_limit_mb) * 2**20
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crashing decoder leaves no core file
+        if memory_limit_mb:
+            limit = int(memory_limit_mb) * 2**20
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     except (ImportError, ValueError, OSError):  # not on this platform: the timeout still holds
         pass
 

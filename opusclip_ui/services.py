@@ -21,9 +21,14 @@ _log = setup_logging("services")
 
 @dataclass
 class Services:
+    """Args: settings; the rest is built by ``build_services`` (tests may pass fakes)."""
+
     settings: Settings
     tracker: ErrorTracker = field(default_factory=ErrorTracker)
     selftest: dict[str, Any] | None = None
+    inspect: Any = None    # opusclip_ui.video.service.InspectService
+    models: Any = None     # opusclip_ui.models.manager.ModelManager
+    generate: Any = None   # opusclip_ui.generate.service.GenerateService
     _selftest_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def snapshot(self) -> dict[str, Any]:
@@ -52,4 +57,11 @@ def build_services(settings: Settings) -> Services:
         folder.mkdir(parents=True, exist_ok=True)
     log_file = configure_logging(settings.log_level, settings.logs)
     _log.info("data in %s, outputs in %s, log file %s", settings.data_dir, settings.outputs, log_file)
-    return Services(settings=settings)
+    # None of these imports torch: models load on demand.
+    from .generate.service import GenerateService
+    from .models.manager import build_model_manager
+    from .video.service import InspectService
+
+    models = build_model_manager(settings)
+    return Services(settings=settings, inspect=InspectService(settings), models=models,
+                    generate=GenerateService(settings, models=models))

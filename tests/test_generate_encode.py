@@ -148,9 +148,9 @@ def test_output_names_are_unique_and_per_session(tmp_path):
     b = new_output_path(tmp_path, "session-b")
     assert len(a) == 50
     assert b.parent != next(iter(a)).parent
-    assert "session" not in str(b)  # the folder name does not reveal the session id
+    assert "session" not in str(b.relative_to(tmp_path))  # the folder name does not reveal the id
     assert session_folder(tmp_path, "session-a") == next(iter(a)).parent
-    assert len(next(iter(a)).stem.split("-")[-1]) >= 16
+    assert all(len(p.stem.split("-", 2)[2]) >= 21 for p in a)  # 16 random bytes, url-safe base64
 
 
 def test_cleanup_by_age_and_total_size(tmp_path):

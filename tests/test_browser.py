@@ -55,3 +55,63 @@ def test_app_loads_tabs_render_and_gauges_tick(page):
     assert gauges.count() >= 4
     assert page.locator('[data-gauge="RAM"] .oc-gauge-value').inner_text().endswith("GB")
     shot(page, "01-app-loads")
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    from tests.video_fixtures import MediaFactory
+
+    return MediaFactory(tmp_path_factory.mktemp("browser-media"))
+
+
+def _upload(page, path):
+    page.get_by_role("tab", name="Inspect").click()
+    with page.expect_file_chooser() as chooser:
+        page.get_by_text("Click to Upload").first.click()
+    chooser.value.set_files(str(path))
+
+
+def test_inspect_upload_shows_properties_thumbnails_and_playable_preview(page, clips):
+    _upload(page, clips.get("long.mp4"))
+    page.get_by_text("Frame rate").first.wait_for(timeout=90_000)
+    body = page.locator("body").inner_text()
+    assert "25" in body and "160" in body  # fps and width of the lavfi clip
+    page.wait_for_function("document.querySelectorAll('video').length > 0", timeout=30_000)
+    duration = page.wait_for_function(
+        "() => { const v = document.querySelector('video'); "
+        "return v && v.readyState >= 1 && v.duration > 0 ? v.duration : false }", timeout=30_000)
+    assert duration.json_value() > 9
+    assert page.locator("img").count() >= 12  # the thumbnail strip
+    shot(page, "02-inspect-upload")
+
+
+def test_inspect_text_file_named_mp4_gets_a_friendly_toast_and_page_keeps_working(page, clips):
+    _upload(page, clips.get("text.mp4"))
+    toast = page.get_by_text("looks like a text file")
+    toast.first.wait_for(timeout=60_000)
+    assert "Traceback" not in page.locator("body").inner_text()
+    shot(page, "03-inspect-text-file")
+    page.get_by_role("button", name="Clear").first.click()
+    _upload(page, clips.get("mp4_h264.mp4"))  # the next upload still works
+    page.get_by_text("Frame rate").first.wait_for(timeout=90_000)
+
+
+def test_models_load_tiny_pipeline_shows_loaded_with_device(page):
+    page.get_by_role("tab", name="Models").click()
+    dropdown = page.get_by_label("Model card")
+    dropdown.click()
+    page.get_by_role("option", name="tiny-random-t2v").first.click()
+    page.get_by_role("button", name="Load / switch").click()
+    page.get_by_text("tiny-random-t2v on cpu").first.wait_for(timeout=180_000)
+    assert "random weights" in page.locator("body").inner_text()
+    shot(page, "04-models-load-tiny")
+
+
+def test_diagnostics_shows_the_failed_upload(page):
+    # runs after the text-file upload in this module's server
+    page.get_by_text("Diagnostics").first.click()
+    page.locator("#oc-diag-refresh").click()
+    page.get_by_text("InvalidVideoError").first.wait_for(timeout=30_000)
+    report = page.locator("#oc-diag-report").inner_text()
+    assert "inspect" in report and "text file" in report
+    shot(page, "07-diagnostics")

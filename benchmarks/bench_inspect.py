@@ -138,18 +138,32 @@ def med(xs: list[float]) -> float:
 
 
 def bench_probe(m, settings, ffprobe, repeat):
+    """Interleaved: each round times every file with both tools, so load drift on a shared
+    machine hits all columns alike."""
     from opusclip_ui.video.probe import load_video_file
 
-    rows = []
-    for key in ("720p_1min", "720p_10min", "360p_1min", "360p_60min", "360p_1min_mkv",
-                "360p_60min_mkv"):
-        f = m[key]
-        ours = timed(lambda: load_video_file(f, settings), repeat)
-        theirs = timed(lambda: subprocess.run([ffprobe, "-v", "error", "-show_format",
-                                               "-show_streams", "-of", "json", str(f)],
-                                              check=True, capture_output=True), repeat)
-        rows.append((key, f.stat().st_size, med(ours), med(theirs)))
-    return rows
+    keys = ["720p_1min", "720p_10min", "360p_1min", "360p_60min", "360p_1min_mkv",
+            "360p_60min_mkv"]
+
+    def ours(f):
+        load_video_file(f, settings)
+
+    def theirs(f):
+        subprocess.run([ffprobe, "-v", "error", "-show_format", "-show_streams", "-of", "json",
+                        str(f)], check=True, capture_output=True)
+
+    times = {(k, who): [] for k in keys for who in ("ours", "ffprobe")}
+    for k in keys:  # warm-up (page cache, forkserver)
+        ours(m[k])
+        theirs(m[k])
+    for _ in range(repeat):
+        for k in keys:
+            for who, fn in (("ours", ours), ("ffprobe", theirs)):
+                t = time.perf_counter()
+                fn(m[k])
+                times[(k, who)].append(time.perf_counter() - t)
+    return [(k, m[k].stat().st_size, med(times[(k, "ours")]), med(times[(k, "ffprobe")]))
+            for k in keys]
 
 
 def bench_thumbnails(m, settings, repeat, exact=True):
@@ -241,7 +255,7 @@ def main() -> int:
     print("making media (cached in", CACHE, ")...", flush=True)
     m = make_media(args.quick)
     settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="bench_data_")))
-    rep = 5 if args.quick else 15
+    rep = 5 if args.quick else 21
     if args.only:
         part = {"probe": lambda: bench_probe(m, settings, ffprobe, rep),
                 "thumbnails": lambda: bench_thumbnails(m, settings, 3),

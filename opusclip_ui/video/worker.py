@@ -11,6 +11,12 @@ than the whole probe. Children are forked from a *forkserver* that preloads thos
 a clean, single-threaded process, so forking it is safe even though the app itself runs many
 threads): a probe then costs tens of milliseconds end to end (see benchmarks/RESULTS_inspect.md).
 
+Caveat (measured): when the app runs as a *script* (``python app.py``), multiprocessing makes every
+forkserver child re-import that script as ``__mp_main__`` unless the forkserver preloaded
+``"__main__"``; a script that builds the app at module level would then rebuild it in each child.
+The fix belongs to app.py (skip module-level work when ``__name__ == "__mp_main__"``) plus
+``"__main__"`` in the guards' preload list; ``python -m`` entry points and pytest are not affected.
+
 The child reports progress with :func:`report` (a no-op outside a worker child).
 """
 from __future__ import annotations
@@ -64,9 +70,20 @@ def _context():
                 ctx = guards._context()
             except (ImportError, AttributeError):  # no shared context: our own
                 ctx = mp.get_context("forkserver")
-            ctx.set_forkserver_preload(PRELOAD)
+            ctx.set_forkserver_preload(_merged_preload())
             _ctx = ctx
         return _ctx
+
+
+def _merged_preload() -> list[str]:
+    """Our modules added to whatever the guards asked the forkserver to preload (never fewer)."""
+    try:
+        from multiprocessing import forkserver
+
+        current = list(getattr(forkserver._forkserver, "_preload_modules", []) or [])
+    except (ImportError, AttributeError):
+        current = []
+    return current + [m for m in PRELOAD if m not in current]
 
 
 def prepare() -> None:

@@ -11,6 +11,7 @@ warns before the user waits for nothing.
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,18 +36,31 @@ RUNG_MEMORY_FACTORS = {
 }
 
 
+_weights_cache: "weakref.WeakKeyDictionary[Any, tuple[tuple, int]]" = weakref.WeakKeyDictionary()
+
+
 def weights_bytes(pipe: Any) -> int:
-    """Bytes of every torch module's parameters and buffers in the pipeline."""
+    """Bytes of every torch module's parameters and buffers in the pipeline (cached per pipeline
+    object and the dtypes of its components)."""
+    comps = [c for c in getattr(pipe, "components", {}).values() if callable(getattr(c, "parameters", None))]
+    key = tuple(str(getattr(c, "dtype", "")) for c in comps)
+    try:
+        hit = _weights_cache.get(pipe)
+    except TypeError:
+        hit = None
+    if hit is not None and hit[0] == key:
+        return hit[1]
     total = 0
-    for comp in getattr(pipe, "components", {}).values():
-        params = getattr(comp, "parameters", None)
-        if not callable(params):
-            continue
+    for comp in comps:
         try:
             total += sum(p.numel() * p.element_size() for p in comp.parameters())
             total += sum(b.numel() * b.element_size() for b in comp.buffers())
         except Exception:  # an exotic component: skip it rather than fail the pre-flight
             continue
+    try:
+        _weights_cache[pipe] = (key, total)
+    except TypeError:
+        pass
     return total
 
 

@@ -760,18 +760,19 @@ def generate(request: GenerateRequest, *, pipe: Any, card: Any, settings: Any,
             notify.warn(f"This run may not fit: about {est.peak_mb:,.0f} MB needed at full precision, "
                         f"{est.free_mb:,.0f} MB free. It will step down if it runs out; {offer} "
                         "and would start faster.")
-        elif est.start_rung != "full":
-            # start where the estimate says it fits instead of waiting for the first OOM
-            for rung in LADDER[: LADDER.index(est.start_rung) + 1]:
-                if run.applies(rung) is None:
-                    run.ladder_pos = LADDER.index(rung) + 1
-                    run.take(rung, "preflight")
         if est.seconds > 120:
             notify.warn(f"Estimated time: about {_fmt_s(est.seconds)}.")
 
         lock = _lock_for(pipe)
         _acquire(lock)
         try:
+            if est.fits and est.start_rung != "full":
+                # start where the estimate says it fits instead of waiting for the first OOM
+                # (under the lock: a rung without a source changes the caller's pipeline)
+                for rung in LADDER[: LADDER.index(est.start_rung) + 1]:
+                    if run.applies(rung) is None:
+                        run.ladder_pos = LADDER.index(rung) + 1
+                        run.take(rung, "preflight")
             segments = _run_segments(run)
         finally:
             lock.release()
@@ -791,10 +792,12 @@ def generate(request: GenerateRequest, *, pipe: Any, card: Any, settings: Any,
             steps = used.steps * len(used.segments)
             measured_step = run.timings["denoise"] / max(1, steps)
             cfg = 2 if used.guidance > 1.0 else 1
+            # activations above the resident baseline, per pixel-frame, normalised to fp32
+            base_mb = snap["process"]["rss_mb"] if run.dev == "cpu" else est.weights_mb
+            scale = (2 if run.state.dtype in ("fp16", "bf16") else 4) / 4.0
+            act_bytes = max(0.0, (peak["peak_mb"] - base_mb) * 2**20)
             calibration.update(f"{_card_name(card)}@{run.dev.split(':')[0]}",
-                               bppf=max(0.0, peak["peak_mb"] * 2**20 - est.weights_mb * 2**20
-                                        - (snap["process"]["rss_mb"] * 2**20 if run.dev == "cpu" else 0))
-                               / pixel_frames or None,
+                               bppf=act_bytes / pixel_frames / scale or None,
                                spms=measured_step / (pixel_frames / 1e6) / cfg)
         sidecar = {
             "schema": SIDECAR_SCHEMA,

@@ -18,6 +18,7 @@ import gradio as gr
 from opusclip_ui import notify
 from opusclip_ui.errors import InvalidRequestError
 from opusclip_ui.generate.request import MAX_DURATION_S, MIN_DURATION_S, QUALITIES
+from opusclip_ui.log import setup_logging
 
 from .guard import guarded
 
@@ -25,6 +26,7 @@ __all__ = ["create_ui", "create_event_handlers", "get_service", "summary_markdow
            "reuse_values"]
 
 _lock = threading.Lock()
+_log = setup_logging("ui.generate")
 
 
 def get_service(services: Any):
@@ -220,6 +222,16 @@ def create_event_handlers(services: Any, h: dict[str, Any]) -> None:
             gr.Info("Stopping at the next step…")
         else:
             gr.Info("Nothing is running.")
+
+    def on_page_closed(request: gr.Request) -> None:
+        # the user closed the tab: stop that session's run at its next step (nothing is saved)
+        if cancels.cancel(_session(request)):
+            _log.info("a session closed its page mid-run; the run was cancelled")
+
+    from gradio.context import Context
+    root = Context.root_block
+    if root is not None:
+        root.unload(on_page_closed)
 
     def pick(history: list[dict[str, Any]], evt: gr.SelectData):
         if not history or evt.index is None or evt.index >= len(history):

@@ -94,3 +94,20 @@ def test_history_entry_reuse_remakes_the_same_video(gen_services):
     assert len(svc.history("me")) == 2
     with pytest.raises(InvalidRequestError):
         reuse_values(None)
+
+
+def test_cancel_button_stops_the_run_and_saves_nothing(client, gen_services):
+    import time
+
+    job = client.submit("tiny-random-t2v", "a very long kite", 60, "high", 1, "", None, None,
+                        "segments", api_name="/generate")
+    deadline = time.monotonic() + 120
+    while not job.done() and time.monotonic() < deadline:
+        client.predict(api_name="/cancel_generate")  # same client, same session
+        time.sleep(0.5)
+    assert job.done()
+    with pytest.raises(AppError) as ei:
+        job.result()
+    assert "cancelled" in str(ei.value).lower()
+    outputs = gen_services.settings.outputs
+    assert not [p for p in outputs.rglob("*") if p.suffix in (".mp4", ".json") or p.name.startswith(".")]

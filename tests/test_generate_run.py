@@ -418,3 +418,25 @@ def test_accelerator_ladder_order(tmp_path, card, tiny_path, failures, expected)
         assert any("running on the CPU instead" in w and "about" in w for w in warned)
         assert res.sidecar["used"]["device"] == "cpu"
     assert len(warned) >= len(expected) and res.sidecar["output"]["frames"] == 8
+
+
+def test_ffmpeg_missing_after_denoising_is_clear_and_leaves_nothing(tmp_path, pipe, card, monkeypatch):
+    from opusclip_ui.errors import ToolMissingError
+
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(tmp_path / "gone" / "ffmpeg"))
+    with pytest.raises(ToolMissingError) as ei:
+        _run(tmp_path, pipe, card)
+    assert "ffmpeg" in ei.value.friendly()
+    assert [p for p in _files(tmp_path) if p.suffix in (".mp4", ".json") or p.name.startswith(".")] == []
+
+
+def test_disk_full_while_writing_the_sidecar_removes_the_video(tmp_path, pipe, card, monkeypatch):
+    from opusclip_ui import safe_io
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(safe_io, "save_json", full)
+    with pytest.raises(DiskFullError):
+        _run(tmp_path, pipe, card)
+    assert [p for p in _files(tmp_path) if p.suffix in (".mp4", ".json")] == []

@@ -40,7 +40,7 @@ import numpy as np
 
 from .. import notify
 from ..errors import (InvalidRequestError, ModelLoadError, OpusClipError, OutOfMemoryError, is_oom,
-                      map_exception)
+                      map_errors, map_exception)
 from ..guards import cleanup_memory
 from ..log import setup_logging
 from .encode import encode_mp4, estimate_output_bytes
@@ -837,7 +837,8 @@ def generate(request: GenerateRequest, *, pipe: Any, card: Any, settings: Any,
         sidecar_path = final.with_suffix(".json")
         from ..safe_io import save_json
         try:
-            save_json(sidecar_path, sidecar)
+            with map_errors():
+                save_json(sidecar_path, sidecar)
         except BaseException:
             final.unlink(missing_ok=True)  # a video without its record is not a result
             raise

@@ -115,7 +115,8 @@ def create_ui(services: Any) -> dict[str, Any]:
             h["preview"] = gr.Video(label="Preview", interactive=False, height=360)
             h["properties"] = gr.Markdown("_Drop a video or paste a link to see its properties._")
     h["gallery"] = gr.Gallery(label="Thumbnails (click one for its time)", columns=6,
-                              height="auto", allow_preview=False, interactive=False)
+                              height="auto", allow_preview=False, interactive=False,
+                              fit_columns=False)
     h["thumb_time"] = gr.Markdown()
     with gr.Accordion("Scene cuts", open=False):
         with gr.Row():
@@ -131,7 +132,8 @@ def create_ui(services: Any) -> dict[str, Any]:
         h["scenes_table"] = gr.Dataframe(headers=SCENE_HEADERS, interactive=False,
                                          label="Scenes")
         h["scenes_gallery"] = gr.Gallery(label="One frame per scene", columns=8, height="auto",
-                                         allow_preview=False, interactive=False)
+                                         allow_preview=False, interactive=False,
+                                         fit_columns=False)
         h["scenes_state"] = gr.State(None)
         with gr.Row():
             h["scenes_csv"] = gr.Button("Export scenes as CSV")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 import json
 import subprocess
 import threading
@@ -189,3 +190,55 @@ def test_playable_content_under_a_wrong_name_gets_the_right_extension(media, s, 
     info = load_video_file(path, s)
     out, transcoded = make_preview(path, info, tmp_path / "pv", timeout=30)
     assert not transcoded and out.suffix == ".mp4" and out.read_bytes() == path.read_bytes()
+
+
+def test_ffmpeg_missing_for_the_preview_is_a_named_error(media, s, tmp_path, monkeypatch):
+    import imageio_ffmpeg
+
+    from opusclip_ui.errors import ToolMissingError
+
+    def gone():
+        raise RuntimeError("No ffmpeg exe could be found.")
+
+    info = load_video_file(media.get("h264_444.mkv"), s)
+    monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", gone)
+    with pytest.raises(ToolMissingError, match="ffmpeg"):
+        make_preview(media.get("h264_444.mkv"), info, tmp_path / "pv", timeout=30)
+
+
+def test_ffmpeg_killed_mid_encode_leaves_no_partial_preview(media, s, tmp_path, monkeypatch):
+    from opusclip_ui.errors import ToolFailedError
+    from opusclip_ui.video import preview
+
+    fake = tmp_path / "ffmpeg"
+    # writes half a file to its output (the last argument), then dies like a killed process
+    fake.write_text('#!/bin/sh\nfor a; do out="$a"; done\nprintf "partial" > "$out"\nkill -9 $$\n')
+    fake.chmod(0o755)
+    info = load_video_file(media.get("h264_444.mkv"), s)
+    monkeypatch.setattr(preview, "ffmpeg_exe", lambda: str(fake))
+    with pytest.raises(ToolFailedError, match="could not make a playable preview"):
+        make_preview(media.get("h264_444.mkv"), info, tmp_path / "pv", timeout=30)
+    assert list((tmp_path / "pv").iterdir()) == []
+
+
+def test_a_cancelled_job_stops_before_scene_detection(media, s):
+    path = media.get("scenes.mp4")
+    info = load_video_file(path, s)
+    token = notify.CancelToken()
+    token.cancel()
+    with notify.sink(cancel=token), pytest.raises(Cancelled):
+        detect_scenes(path, info, s)
+
+
+def test_each_inspection_gets_its_own_folder(media, s):
+    from opusclip_ui.video.service import InspectService
+
+    svc = InspectService(s)
+    a = svc.inspect(media.get("mp4_h264.mp4"), thumbnails=2)
+    b = svc.inspect(media.get("mp4_h264.mp4"), thumbnails=2)
+    assert a.job_id != b.job_id
+    folders = {Path(t.path).parent.parent for t in a.thumbnails} | {
+        Path(t.path).parent.parent for t in b.thumbnails}
+    assert folders == {svc.root / a.job_id, svc.root / b.job_id}
+    with pytest.raises(InvalidRequestError, match="unknown or has expired"):
+        svc.job_folder("../../etc")

@@ -7,7 +7,6 @@ shown in a ``gr.Video`` preview. All work goes through ``InspectService`` (``opu
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Any
 
 import gradio as gr

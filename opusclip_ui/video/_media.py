@@ -13,9 +13,7 @@ from __future__ import annotations
 import math
 import os
 import threading
-import time
 from fractions import Fraction
-from typing import Any
 
 # Imported at module level on purpose: the worker forkserver preloads this module, so every child
 # starts with PyAV, numpy and Pillow already imported (~100 ms saved per call).

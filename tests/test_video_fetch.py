@@ -201,3 +201,16 @@ def test_never_ending_download_hits_the_total_timeout(server, s, tmp_path):
     with pytest.raises(OperationTimeoutError, match="did not finish"):
         download(server + "/drip", tmp_path / "dl", s, max_retries=0, total_timeout=0.5)
     assert list((tmp_path / "dl").iterdir()) == []
+
+
+def test_cli_inspects_a_link(server, tmp_path, monkeypatch, capsys):
+    import json
+
+    from opusclip_ui.cli import main
+
+    monkeypatch.setenv("OPUSCLIP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("OPUSCLIP_ALLOW_PRIVATE_URLS", "true")  # test-only switch: loopback
+    assert main(["inspect", server + "/redirect", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["width"], out["video_codec"], out["format"]) == (160, "h264", "mp4")
+    assert not list((tmp_path / "data").rglob("*.mp4"))  # the download went with its job folder

@@ -71,9 +71,16 @@ def sink(on_warn: Callable[[str], None] | None = None,
 
 @contextlib.contextmanager
 def collect_warnings() -> Iterator[list[str]]:
-    """Collect the warnings sent inside (keeps any outer sink's cancel token and progress)."""
+    """Collect the warnings sent inside; each one still reaches the enclosing sink (the UI)."""
     outer = _current.get()
-    s = Sink(None, outer.on_progress if outer else None, outer.cancel if outer else None)
+
+    def forward(message: str) -> None:
+        outer.warnings.append(message)
+        if outer.on_warn is not None:
+            outer.on_warn(message)
+
+    s = Sink(forward if outer else None, outer.on_progress if outer else None,
+             outer.cancel if outer else None)
     token = _current.set(s)
     try:
         yield s.warnings

@@ -53,7 +53,10 @@ class Settings(BaseModel):
     debug: bool = False
     # test-only switches, off by default
     allow_private_urls: bool = Field(False, description="TEST ONLY: lets URL ingest reach loopback")
-    inject_oom: str | None = Field(None, description="TEST ONLY: comma list of stages that raise OOM")
+    inject_oom: str | None = Field(
+        None, description="TEST ONLY: comma list of stage[:N] that raise a real OOM N times: "
+                          "load.<rung> or load.*, embed, embed.cpu, generate.denoise, "
+                          "generate.decode")
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -332,3 +332,11 @@ def test_notify_sinks_are_per_thread_context():
         t.join()
     assert all(m.startswith("a") for m in seen["a"]) and len(seen["a"]) == 50
     assert all(m.startswith("b") for m in seen["b"]) and len(seen["b"]) == 50
+
+
+def test_collect_warnings_still_reaches_the_outer_sink():
+    shown = []
+    with notify.sink(on_warn=shown.append):
+        with notify.collect_warnings() as inner:
+            notify.warn("rung 2: tiled decode")
+    assert inner == ["rung 2: tiled decode"] and shown == ["rung 2: tiled decode"]

@@ -23,7 +23,6 @@ When every rung has failed, the error names the smallest setting that might stil
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import math
@@ -623,22 +622,6 @@ def _card_name(card: Any) -> str:
     return str(name or "card")
 
 
-@contextlib.contextmanager
-def _forwarding_warnings() -> Iterator[list[str]]:
-    """Collect this run's warnings while still passing each one to the caller's sink (the UI)."""
-    outer = notify._current.get()  # noqa: SLF001 - collect_warnings() does not forward
-
-    def forward(message: str) -> None:
-        if outer is not None:
-            outer.warnings.append(message)
-            if outer.on_warn is not None:
-                outer.on_warn(message)
-
-    with notify.sink(forward, outer.on_progress if outer else None,
-                     outer.cancel if outer else None) as s:
-        yield s.warnings
-
-
 @functools.lru_cache(maxsize=1)
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
@@ -725,7 +708,7 @@ def generate(request: GenerateRequest, *, pipe: Any, card: Any, settings: Any,
         DiskFullError, ToolMissingError, ToolFailedError, Cancelled, InvalidRequestError.
     """
     started = time.time()
-    with _forwarding_warnings() as warnings:
+    with notify.collect_warnings() as warnings:
         outputs_dir = Path(getattr(settings, "outputs", Path("data") / "outputs"))
         run = _Run(request, card, pipe, settings, source, device)
         plan = run.state.plan

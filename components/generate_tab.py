@@ -150,7 +150,8 @@ def create_ui(services: Any) -> dict[str, Any]:
             with gr.Row():
                 h["duration"] = gr.Slider(MIN_DURATION_S, MAX_DURATION_S, value=2, step=0.5,
                                           label="Duration (seconds)")
-                h["seed"] = gr.Number(value=None, precision=0, label="Seed (empty = random)")
+                # Gradio's Number sends 0 for an empty box, so "random" needs its own value
+                h["seed"] = gr.Number(value=-1, precision=0, minimum=-1, label="Seed (-1 = random)")
             with gr.Accordion("Advanced", open=False):
                 h["negative"] = gr.Textbox(label="Negative prompt", lines=2)
                 with gr.Row():
@@ -205,8 +206,9 @@ def create_event_handlers(services: Any, h: dict[str, Any]) -> None:
 
         try:
             # our own sink, so the cancel token reaches the run (warnings still become toasts)
-            with notify.sink(on_warn=lambda m: gr.Warning(m, duration=15), on_progress=on_progress,
-                             cancel=token):
+            if seed is not None and seed == -1:
+                seed = None  # random, and reported
+            with notify.sink(on_progress=on_progress, cancel=token):
                 result = svc.run(model, prompt, duration, quality, seed, negative, steps, guidance,
                                  long_mode, session_id=key)
         finally:

@@ -115,3 +115,60 @@ def test_diagnostics_shows_the_failed_upload(page):
     report = page.locator("#oc-diag-report").inner_text()
     assert "inspect" in report and "text file" in report
     shot(page, "07-diagnostics")
+
+
+def _generate_one_second(page, prompt: str) -> None:
+    page.get_by_role("tab", name="Generate").click()
+    page.get_by_label("Prompt").fill(prompt)
+    duration = page.get_by_label("number input for Duration (seconds)")
+    if duration.count() == 0:
+        duration = page.locator("input[type=number]").first
+    duration.fill("1")
+    duration.press("Enter")
+    page.get_by_role("button", name="Generate", exact=True).click()
+
+
+def _wait_for_playing_video(page) -> float:
+    handle = page.wait_for_function(
+        "() => { const vs = [...document.querySelectorAll('video')].filter(v => v.src); "
+        "const v = vs[0]; return v && v.readyState >= 1 && v.duration > 0 ? v.duration : false }",
+        timeout=240_000)
+    page.evaluate("() => { const v = [...document.querySelectorAll('video')].find(v => v.src);"
+                  " v.muted = true; return v.play(); }")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('video')].some(v => v.src && v.currentTime > 0)",
+        timeout=30_000)
+    return handle.json_value()
+
+
+def test_generate_one_second_shows_progress_plays_and_lands_in_history(page):
+    _generate_one_second(page, "a red kite over a stormy sea")
+    page.wait_for_selector(".progress-text, .eta-bar, .meta-text-center, .meta-text",
+                           timeout=60_000)
+    duration = _wait_for_playing_video(page)
+    assert 0.5 < duration < 3
+    shot(page, "05-generate")
+    history = page.locator(".block", has=page.get_by_text("History", exact=True))
+    history.locator("img, video").first.wait_for(timeout=30_000)
+    assert "seed" in page.locator("body").inner_text().lower()
+
+
+@pytest.fixture(scope="module")
+def oom_server():
+    require_chromium()
+    with tempfile.TemporaryDirectory() as tmp, AppServer(Path(tmp),
+                                                         inject_oom="generate.decode") as srv:
+        yield srv
+
+
+def test_generate_with_injected_decode_oom_names_the_rung_and_still_delivers(browser, oom_server):
+    page = browser.new_page()
+    try:
+        page.goto(oom_server.url, wait_until="domcontentloaded")
+        page.wait_for_selector("#oc-gauges .oc-gauge", timeout=60_000)
+        _generate_one_second(page, "a lighthouse at dusk")
+        page.get_by_text("VAE tiling").first.wait_for(timeout=240_000)
+        _wait_for_playing_video(page)
+        shot(page, "06-generate-injected-oom")
+    finally:
+        page.close()

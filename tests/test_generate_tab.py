@@ -62,6 +62,17 @@ def test_generate_over_the_client(client):
     assert len(history) == 1 and history[0]["caption"].startswith("9 · low")
 
 
+def test_seed_box_default_means_random_and_is_reported(client):
+    seeds = []
+    for _ in range(2):
+        _, summary, sidecar, _, _ = client.predict(
+            "tiny-random-t2v", "a red kite over the sea", 1, "low", -1, "", None, None,
+            "segments", api_name="/generate")
+        assert sidecar["seed_was_random"] is True and "(random)" in summary
+        seeds.append(sidecar["seed"])
+    assert seeds[0] != seeds[1]
+
+
 def test_bad_request_names_the_value_and_the_app_keeps_serving(client):
     with pytest.raises(AppError) as ei:
         client.predict("tiny-random-t2v", "   ", 1, "low", None, "", None, None, "segments",

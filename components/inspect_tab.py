@@ -188,24 +188,29 @@ def create_event_handlers(services: Any, h: dict[str, Any]) -> None:
     @guarded(services, "inspect.inspect")
     def run_inspect(file_path: str | None, url: str | None, n_thumbs: float,
                     progress=gr.Progress()):
+        # A generator: the properties show as soon as the probe is done (about 0.1 s), then the
+        # thumbnail strip, then the preview. API callers get the final, complete tuple.
         source = file_path or (url or "").strip()
         if not source:
             raise InvalidRequestError("There is nothing to inspect yet.",
                                       "Upload a video file or paste an http(s) link.")
-        result = svc.inspect(source, thumbnails=int(n_thumbs))
-        info = result.info
-        state = {"job": result.job_id, "source": str(result.source), "info": info,
-                 "times": [t.time for t in result.thumbnails]}
-        gallery = [(t.path, _clock(t.time)) for t in result.thumbnails]
-        return (str(result.preview) if result.preview else None, properties_markdown(info),
-                gallery, _public(info), state, "", None, None, None)
+        for result in svc.inspect_steps(source, thumbnails=int(n_thumbs)):
+            info = result.info
+            state = {"job": result.job_id, "source": str(result.source), "info": info,
+                     "times": [t.time for t in result.thumbnails]}
+            gallery = [(t.path, _clock(t.time)) for t in result.thumbnails]
+            yield (str(result.preview) if result.preview else None, properties_markdown(info),
+                   gallery, _public(info), state, "", None, None, None)
 
     outputs = [h["preview"], h["properties"], h["gallery"], h["raw"], h["state"],
                h["thumb_time"], h["scenes_table"], h["scenes_gallery"], h["scenes_state"]]
     inputs = [h["upload"], h["url"], h["n_thumbs"]]
-    h["inspect"].click(run_inspect, inputs=inputs, outputs=outputs, api_name="inspect")
-    h["upload"].upload(run_inspect, inputs=inputs, outputs=outputs, api_visibility="private")
-    h["url"].submit(run_inspect, inputs=inputs, outputs=outputs, api_visibility="private")
+    # progress shows on the strip only, so the properties stay readable while thumbnails load
+    busy = {"show_progress_on": [h["gallery"]]}
+    h["inspect"].click(run_inspect, inputs=inputs, outputs=outputs, api_name="inspect", **busy)
+    h["upload"].upload(run_inspect, inputs=inputs, outputs=outputs, api_visibility="private",
+                       **busy)
+    h["url"].submit(run_inspect, inputs=inputs, outputs=outputs, api_visibility="private", **busy)
 
     def show_time(state: dict | None, evt: gr.SelectData) -> str:
         if not state or evt.index is None or evt.index >= len(state["times"]):

@@ -242,3 +242,15 @@ def test_each_inspection_gets_its_own_folder(media, s):
     assert folders == {svc.root / a.job_id, svc.root / b.job_id}
     with pytest.raises(InvalidRequestError, match="unknown or has expired"):
         svc.job_folder("../../etc")
+
+
+def test_strip_thumbnails_stay_in_their_slice_with_less_decoding(media, s, tmp_path):
+    from opusclip_ui.video.thumbs import strip_tolerance
+
+    path = media.get("long.mp4")  # 10 s, keyframes every 2 s
+    info = load_video_file(path, s)
+    tol = strip_tolerance(info.duration, 5)  # slices of 2 s, tolerance 1 s
+    thumbs = make_thumbnails(path, info, 5, tmp_path / "th", s, tolerance=tol)
+    for i, th in enumerate(thumbs):
+        assert 2.0 * i <= th.time < 2.0 * (i + 1)
+    assert [th.time for th in thumbs] == [0.0, 2.0, 4.0, 6.0, 8.0]  # the keyframes themselves

@@ -240,8 +240,11 @@ def _rotate(img, rotation: int):
     return img.transpose(turns[rotation]) if rotation in turns else img
 
 
-def _seek_frame(container, v, t: float, exact: bool):
-    """The first frame at or after ``t`` seconds (or the keyframe before it when not ``exact``)."""
+def _seek_frame(container, v, t: float, tolerance: float):
+    """The first frame at or after ``t - tolerance`` seconds, reached from the keyframe before ``t``.
+
+    ``tolerance`` 0 gives the frame at ``t`` (like ``ffmpeg -ss T -i F``); ``inf`` gives the keyframe.
+    """
     tb = float(v.time_base)
     start = v.start_time or 0
     container.seek(int(t / tb) + start, stream=v, backward=True, any_frame=False)
@@ -251,13 +254,13 @@ def _seek_frame(container, v, t: float, exact: bool):
             best = frame
             break
         best = frame
-        if not exact or (frame.pts - start) * tb >= t - 0.5 * tb:
+        if (frame.pts - start) * tb >= t - max(tolerance, 0.5 * tb):
             break
     return best
 
 
 def grab_thumbnails(path: str, times: list[float], out_dir: str, max_width: int = 320,
-                    exact: bool = True, quality: int = 85) -> list[dict]:
+                    tolerance: float = 0.0, quality: int = 85) -> list[dict]:
     """Write one JPEG per requested time by seeking (never decoding the whole file).
 
     Returns ``[{"path": ..., "time": actual_seconds}]``, skipping times no frame could be read for.
@@ -274,7 +277,7 @@ def grab_thumbnails(path: str, times: list[float], out_dir: str, max_width: int 
         start = v.start_time or 0
         for i, t in enumerate(times):
             try:
-                frame = _seek_frame(container, v, max(0.0, t), exact)
+                frame = _seek_frame(container, v, max(0.0, t), tolerance)
             except Exception:  # noqa: BLE001 - one bad spot must not lose the whole strip
                 frame = None
             if frame is None:
@@ -333,7 +336,7 @@ def find_scenes(path: str, threshold: float = 27.0, min_scene_len: int = 15, dow
     if thumb_dir and rows:
         # One frame a little into each scene, so a cut's fade does not pick the previous shot.
         times = [min(r["start"] + 0.25 * r["length"], r["end"]) for r in rows]
-        thumbs = grab_thumbnails(path, times, thumb_dir, max_width=thumb_width, exact=True)
+        thumbs = grab_thumbnails(path, times, thumb_dir, max_width=thumb_width, tolerance=0.0)
         for th in thumbs:
             rows[th["index"]]["thumbnail"] = th["path"]
     worker.report(1.0, "done")

@@ -10,6 +10,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from .. import notify
 from ..errors import InvalidRequestError
@@ -20,7 +21,7 @@ from .fetch import download, is_url
 from .preview import make_preview
 from .probe import VideoInfo, load_video_file
 from .scenes import DEFAULT_MIN_SCENE_LEN, DEFAULT_THRESHOLD, SceneResult, detect_scenes
-from .thumbs import Thumb, make_thumbnails
+from .thumbs import Thumb, make_thumbnails, strip_tolerance
 
 __all__ = ["InspectService", "InspectResult", "DEFAULT_THUMBNAILS"]
 
@@ -78,15 +79,29 @@ class InspectService:
     def inspect(self, source: str | Path, thumbnails: int = DEFAULT_THUMBNAILS, *,
                 preview: bool = True) -> InspectResult:
         """Probe ``source`` (a path or an http(s) URL), make thumbnails and a playable preview."""
+        result = None
+        for result in self.inspect_steps(source, thumbnails, preview=preview):
+            pass
+        return result
+
+    def inspect_steps(self, source: str | Path, thumbnails: int = DEFAULT_THUMBNAILS, *,
+                      preview: bool = True) -> Iterator[InspectResult]:
+        """Like ``inspect``, yielding the growing result after each step, so a UI can show the
+        properties (about 0.1 s) before the thumbnails and the preview are ready."""
         job, folder = self.new_job()
         path = self.fetch(source, folder)
         notify.progress(0.1, "reading the video")
         info = load_video_file(path, self.settings)
         result = InspectResult(job_id=job, source=path, info=info)
+        yield result
         if thumbnails:
             notify.progress(0.3, "making thumbnails")
+            # A frame within the first half of its slice is as good as the exact one for a strip,
+            # and on long GOPs it is usually the keyframe itself: ~10x less decoding.
             result.thumbnails = make_thumbnails(path, info, thumbnails, folder / "thumbs",
-                                                self.settings)
+                                                self.settings,
+                                                tolerance=strip_tolerance(info.duration, thumbnails))
+            yield result
         if preview:
             notify.progress(0.7, "preparing the preview")
             result.preview, result.preview_transcoded = make_preview(
@@ -94,8 +109,8 @@ class InspectService:
             if result.preview_transcoded:
                 notify.warn("Browsers cannot play this file as it is, so the preview is an H.264 "
                             "copy; the properties describe the original.")
+            yield result
         notify.progress(1.0, "done")
-        return result
 
     def scenes(self, path: str | Path, info: VideoInfo, *, threshold: float = DEFAULT_THRESHOLD,
                min_scene_len: int = DEFAULT_MIN_SCENE_LEN, downscale: int = 0,

@@ -10,7 +10,8 @@ from ..settings import Settings
 from . import _media, worker
 from .probe import VideoInfo
 
-__all__ = ["Thumb", "thumbnail_times", "make_thumbnails", "MAX_THUMBNAILS", "THUMB_MEMORY_MB"]
+__all__ = ["Thumb", "thumbnail_times", "strip_tolerance", "make_thumbnails", "MAX_THUMBNAILS",
+           "THUMB_MEMORY_MB"]
 
 MAX_THUMBNAILS = 100
 THUMB_MEMORY_MB = 3072
@@ -29,13 +30,22 @@ def thumbnail_times(duration: float | None, n: int) -> list[float]:
     return [round((i + 0.5) * duration / n, 3) for i in range(n)]
 
 
+def strip_tolerance(duration: float | None, n: int) -> float:
+    """Half a slice of the strip: how early a thumbnail's frame may be and still stand for it."""
+    return 0.5 * duration / n if duration and n else 0.0
+
+
 def make_thumbnails(path: str | Path, info: VideoInfo, n: int, out_dir: str | Path,
-                    settings: Settings, *, max_width: int = 320, exact: bool = True) -> list[Thumb]:
+                    settings: Settings, *, max_width: int = 320, exact: bool = True,
+                    tolerance: float | None = None) -> list[Thumb]:
     """Write ``n`` JPEG thumbnails of the (already probed) video into ``out_dir``.
 
     Args:
         exact: decode from the keyframe up to each time (like ``ffmpeg -ss T -i F``); False takes
             the keyframe at or before each time, which is faster on long GOPs.
+        tolerance: seconds a frame may come before its time (overrides ``exact``): decoding stops
+            at the first frame after ``t - tolerance``. The strip uses half a slice, so each
+            thumbnail still shows its own part of the video, often straight from a keyframe.
 
     Raises:
         InvalidRequestError: ``n`` outside 1..100.
@@ -48,8 +58,10 @@ def make_thumbnails(path: str | Path, info: VideoInfo, n: int, out_dir: str | Pa
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     times = thumbnail_times(info.duration, n)
+    if tolerance is None:
+        tolerance = 0.0 if exact else float("inf")
     rows = worker.run_child(_media.grab_thumbnails, os.path.abspath(path), times, str(out),
-                            max_width, exact, timeout=settings.probe_timeout_s * 3,
+                            max_width, float(tolerance), timeout=settings.probe_timeout_s * 3,
                             memory_limit_mb=THUMB_MEMORY_MB, what="Making thumbnails")
     if not rows:
         raise InvalidVideoError(f"No frame of {info.file_name} could be decoded for thumbnails.")

@@ -29,6 +29,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--port", type=int, help="port (default 7860; 0 picks a free one)")
     p.add_argument("--share", action="store_true", default=None, help="make a public share link")
     p.add_argument("--auth", help=f"user:pass to require a login (or set {AUTH_ENV})")
+    p.add_argument("--mcp", action="store_true", default=None,
+                   help="also serve inspect/generate/... as MCP tools at /gradio_api/mcp/")
     p.add_argument("--config", help="settings file (default configs/app.yaml)")
     p.add_argument("--debug", action="store_true", default=None,
                    help="re-raise errors with tracebacks (never on a public server)")
@@ -38,7 +40,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def load(argv: Sequence[str] = ()) -> Settings:
     args = parse_args(argv)
     overrides = {"host": args.host, "port": args.port, "share": args.share, "auth": args.auth,
-                 "debug": args.debug}
+                 "debug": args.debug, "mcp": args.mcp}
     return load_settings(args.config, overrides=overrides)
 
 
@@ -74,6 +76,7 @@ def launch_kwargs(settings: Settings) -> dict[str, Any]:
         "blocked_paths": [str(settings.logs.resolve()), str(settings.cache.resolve()),
                           str(CONFIG_DIR)],
         "strict_cors": True,
+        "mcp_server": settings.mcp,
     }
 
 
@@ -85,8 +88,10 @@ def _settings_or_exit(argv: Sequence[str]) -> Settings:
         raise SystemExit(2) from None
 
 
-settings = _settings_or_exit(sys.argv[1:] if __name__ == "__main__" else ())
-demo, services = create_app(settings)
+# Worker processes (probes, thumbnails) re-import this file as __mp_main__: never build the app there.
+if __name__ != "__mp_main__":
+    settings = _settings_or_exit(sys.argv[1:] if __name__ == "__main__" else ())
+    demo, services = create_app(settings)
 
 def serve(demo: Any, settings: Settings, **extra: Any) -> Any:
     """Launch; warn once about an open share link, and once more if the tunnel could not be made."""

@@ -30,8 +30,7 @@ def report_markdown(report: dict[str, Any]) -> str:
 
 def create_ui(services: Any) -> dict[str, Any]:
     with gr.Accordion("Diagnostics", open=False, elem_id="oc-diagnostics"):
-        summary = gr.Markdown(lambda: report_markdown(services.tracker.report()),
-                              elem_id="oc-diag-report")
+        summary = gr.Markdown(report_markdown(services.tracker.report()), elem_id="oc-diag-report")
         with gr.Row():
             refresh = gr.Button("Refresh", size="sm", elem_id="oc-diag-refresh")
             export = gr.Button("Export JSON", size="sm")

@@ -65,7 +65,7 @@ def render_gauges(snap: dict[str, Any]) -> str:
 
 def create_gauges(services: Any) -> tuple[gr.HTML, gr.Timer]:
     """The gauge row and the timer that refreshes it (no queue, no progress spinner)."""
-    panel = gr.HTML(lambda: render_gauges(services.snapshot()), elem_id="oc-gauges")
+    panel = gr.HTML(render_gauges(services.snapshot()), elem_id="oc-gauges")
     timer = gr.Timer(services.settings.gauge_interval_s)
     timer.tick(lambda: render_gauges(services.snapshot()), outputs=panel, queue=False,
                show_progress="hidden", api_visibility="private")

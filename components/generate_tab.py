@@ -193,9 +193,22 @@ def create_event_handlers(services: Any, h: dict[str, Any]) -> None:
         return _preset_text(svc, model, quality)
 
     @guarded(services, "generate.run")
-    def run(model: str | None, prompt: str, duration: float, quality: str, seed: float | None,
+    def generate(model: str | None, prompt: str, duration: float, quality: str, seed: float | None,
             negative: str | None, steps: float | None, guidance: float | None, long_mode: str,
             request: gr.Request, progress=gr.Progress()):
+        """Generate a video (MP4) from a text prompt with a text-to-video model card.
+
+        Args:
+            model: model card name, e.g. "tiny-random-t2v" (works offline, random weights).
+            prompt: what the video shows.
+            duration: seconds, 1 to 60.
+            quality: "low", "medium" or "high".
+            seed: an integer, or -1 for a random seed (always reported).
+            negative: what to avoid (optional).
+            steps: denoising steps (optional; the preset's otherwise).
+            guidance: guidance scale (optional; the preset's otherwise).
+            long_mode: "segments" (join passes) or "clamp" (one pass) for long durations.
+        """
         if not model:
             raise InvalidRequestError("No model is chosen.", "Pick a text-to-video model.")
         key = _session(request)
@@ -248,7 +261,7 @@ def create_event_handlers(services: Any, h: dict[str, Any]) -> None:
     for trigger in (h["model"].change, h["quality"].change):
         trigger(preset_info, inputs=[h["model"], h["quality"]], outputs=[h["preset_info"]],
                 api_visibility="private")
-    h["run"].click(run, inputs=[h["model"], h["prompt"], h["duration"], h["quality"], h["seed"],
+    h["run"].click(generate, inputs=[h["model"], h["prompt"], h["duration"], h["quality"], h["seed"],
                                 h["negative"], h["steps"], h["guidance"], h["long_mode"]],
                    outputs=[h["video"], h["summary"], h["sidecar"], h["download"], h["history"],
                             h["history_state"]],

@@ -7,7 +7,7 @@ from typing import Any
 import gradio as gr
 
 from . import diagnostics, system_tab
-from .gauges import create_gauges
+from .gauges import create_gauges, render_gauges
 
 __all__ = ["build_ui", "TABS"]
 
@@ -37,7 +37,7 @@ def build_ui(services: Any) -> gr.Blocks:
     with gr.Blocks(title="Video-OpusClip", analytics_enabled=False,
                    delete_cache=(min(age, 3600), age)) as demo:
         gr.Markdown("## 🎬 Video-OpusClip\nInspect videos, load video models, generate clips.")
-        create_gauges(services)
+        gauges, _ = create_gauges(services)
         wired: list[tuple[Any, dict]] = []
         with gr.Tabs():
             for label, module in _tab_modules():
@@ -45,7 +45,20 @@ def build_ui(services: Any) -> gr.Blocks:
                     wired.append((module, module.create_ui(services)))
             with gr.Tab("System", id="system"):
                 wired.append((system_tab, system_tab.create_ui(services)))
-        wired.append((diagnostics, diagnostics.create_ui(services)))
+        diag = diagnostics.create_ui(services)
+        wired.append((diagnostics, diag))
         for module, handles in wired:
             module.create_event_handlers(services, handles)
+        system = next(h for m, h in wired if m is system_tab)
+
+        def fresh_page() -> tuple[str, str, str, str]:
+            """What a newly opened page shows (values fixed at build time would be stale)."""
+            return (render_gauges(services.snapshot()),
+                    system_tab.selftest_markdown(services.selftest),
+                    system_tab.versions_markdown(services.selftest),
+                    diagnostics.report_markdown(services.tracker.report()))
+
+        demo.load(fresh_page, outputs=[gauges, system["report"], system["versions"],
+                                       diag["summary"]],
+                  queue=False, show_progress="hidden", api_visibility="private")
     return demo

@@ -34,9 +34,9 @@ def create_ui(services: Any) -> dict[str, Any]:
     with gr.Row():
         refresh = gr.Button("Refresh", size="sm")
         deep = gr.Button("Deep check (imports torch, lists devices)", size="sm")
-    report = gr.Markdown(lambda: selftest_markdown(services.selftest))  # fresh on each page load
+    report = gr.Markdown(selftest_markdown(services.selftest))
     with gr.Accordion("Versions", open=False):
-        versions = gr.Markdown(lambda: versions_markdown(services.selftest))
+        versions = gr.Markdown(versions_markdown(services.selftest))
     with gr.Accordion("Raw status (JSON)", open=False):
         status = gr.JSON(label="system status")
     return {"refresh": refresh, "deep": deep, "report": report, "versions": versions,

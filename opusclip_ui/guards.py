@@ -320,9 +320,10 @@ def _context():
     with _mp_lock:
         if _mp_ctx is None:
             # forkserver: children fork from a clean server (no threads, no CUDA, no gradio), so a
-            # threaded server can start them safely and cheaply. Preload only our own package.
+            # threaded server can start them safely and cheaply. The server imports the main
+            # script once (app.py guards its build against __mp_main__), so children don't.
             _mp_ctx = multiprocessing.get_context("forkserver")
-            _mp_ctx.set_forkserver_preload(["opusclip_ui.guards"])
+            _mp_ctx.set_forkserver_preload(["__main__", "opusclip_ui.guards"])
         return _mp_ctx
 
 

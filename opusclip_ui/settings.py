@@ -45,6 +45,7 @@ class Settings(BaseModel):
     port: int = Field(7860, ge=0, le=65535)
     share: bool = False
     auth: str | None = Field(None, description="user:pass, turns on login")
+    mcp: bool = Field(False, description="also serve the API as an MCP server for AI agents")
     queue_max_size: int = Field(32, ge=1, le=10_000)
     default_concurrency: int = Field(4, ge=1, le=256)
     gpu_concurrency: int = Field(1, ge=1, le=64)

@@ -81,3 +81,32 @@ def test_share_failure_is_reported_and_local_serving_continues(app_module, free_
     assert any("anyone with the link" in m for m in messages)
     assert any("Could not create a public share link" in m for m in messages)
     assert httpx.get(f"{base}/", timeout=10).status_code == 200
+
+
+def test_mcp_tool_list_names_inspect_and_generate(app_module, free_port):
+    base = _launch(app_module, free_port, mcp=True)
+    r = httpx.get(f"{base}/gradio_api/mcp/schema", timeout=30)
+    assert r.status_code == 200
+    tools = r.json()
+    names = {t["name"] for t in (tools if isinstance(tools, list) else tools.get("tools", []))}
+    assert not any(n.startswith("_lambda") for n in names), names
+    assert any(n.endswith("inspect") for n in names), names
+    assert any(n.endswith("generate") for n in names), names
+
+
+def test_worker_children_do_not_rebuild_the_app(tmp_path):
+    """Probes run in forkserver children, which re-import the main script: app.py must not
+    build a second app (and read the wrong settings) in each of them."""
+    from gradio_client import Client, handle_file
+
+    from tests.browser_support import AppServer
+    from tests.video_fixtures import MediaFactory
+
+    clip = MediaFactory(tmp_path / "media").get("mp4_h264.mp4")
+    with AppServer(tmp_path) as server:
+        client = Client(server.url, verbose=False)
+        for _ in range(2):
+            result = client.predict(handle_file(str(clip)), "", 4, api_name="/inspect")
+            assert "Frame rate" in result[1]
+        log = server.log.read_text()
+    assert log.count("data in ") == 1, log[-3000:]

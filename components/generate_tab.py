@@ -49,29 +49,33 @@ def get_service(services: Any):
 
 
 class _Cancels:
-    """The cancel token of each session's running generation."""
+    """The cancel tokens of each session's running generations (one session may run several)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._tokens: dict[str, notify.CancelToken] = {}
+        self._tokens: dict[str, set[notify.CancelToken]] = {}
 
     def start(self, key: str) -> notify.CancelToken:
+        token = notify.CancelToken()
         with self._lock:
-            self._tokens[key] = token = notify.CancelToken()
-            return token
+            self._tokens.setdefault(key, set()).add(token)
+        return token
 
     def cancel(self, key: str) -> bool:
+        """Cancel every running job of this session; False when it has none."""
         with self._lock:
-            token = self._tokens.get(key)
-        if token is None:
-            return False
-        token.cancel()
-        return True
+            tokens = list(self._tokens.get(key, ()))
+        for token in tokens:
+            token.cancel()
+        return bool(tokens)
 
     def done(self, key: str, token: notify.CancelToken) -> None:
         with self._lock:
-            if self._tokens.get(key) is token:
-                del self._tokens[key]
+            tokens = self._tokens.get(key)
+            if tokens is not None:
+                tokens.discard(token)
+                if not tokens:
+                    del self._tokens[key]
 
 
 def _session(request: gr.Request | None) -> str:

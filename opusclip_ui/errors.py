@@ -183,9 +183,13 @@ class ModelLoadError(ModelError):
 
 
 class WeightsUnavailableOfflineError(ModelError):
+    """``transient`` is True when the hub could not be reached because of a network fault (worth a
+    retry), False when the app is offline by choice (HF_HUB_OFFLINE) or the file is not there."""
+
     title = "Weights not available offline"
     default_hint = ("Connect to the internet once and run `python -m opusclip_ui models pull NAME`, "
                     "or pick a card whose weights are cached.")
+    transient = False
 
 
 class ExternalError(OpusClipError):
@@ -348,8 +352,21 @@ def _map(exc: BaseException) -> OpusClipError | None:
     hub = sys.modules.get("huggingface_hub.errors")
     if hub is not None:
         if isinstance(exc, (hub.LocalEntryNotFoundError, hub.OfflineModeIsEnabled)):
-            return WeightsUnavailableOfflineError(
+            err = WeightsUnavailableOfflineError(
                 "The model weights are not cached here and the Hugging Face Hub cannot be reached.")
+            # huggingface_hub wraps refused connections, timeouts and 5xx answers in
+            # LocalEntryNotFoundError: those are network faults and worth a retry.
+            causes = list(_chain(exc))[1:]
+            network = [m for m in (_network_error(c) or (
+                NetworkError("hub error", status=_status_code(c))
+                if isinstance(c, hub.HfHubHTTPError) else None) for c in causes) if m is not None]
+            if network and not isinstance(exc, hub.OfflineModeIsEnabled):
+                err.transient = any(n.transient for n in network)
+                status = next((n.status for n in network if n.status), None)
+                if status:
+                    err.user_message = (f"The model weights are not cached here and the Hugging "
+                                        f"Face Hub answered HTTP {status}.")
+            return err
         if isinstance(exc, hub.GatedRepoError):
             return ModelLoadError("This model is gated: its licence must be accepted on the Hub.",
                                   "Accept the licence on the model page and set HF_TOKEN.")

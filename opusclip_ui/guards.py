@@ -31,7 +31,8 @@ from typing import Any, Callable, Sequence, TypeVar
 
 from . import notify
 from .errors import (Cancelled, InputError, NetworkError, OperationTimeoutError, OpusClipError,
-                     OutOfMemoryError, ToolFailedError, ToolMissingError, map_errors, map_exception)
+                     OutOfMemoryError, ToolFailedError, ToolMissingError,
+                     WeightsUnavailableOfflineError, map_errors, map_exception)
 from .log import setup_logging
 
 __all__ = [
@@ -48,9 +49,10 @@ _log = setup_logging("guards")
 # --- retry ------------------------------------------------------------------------------------
 
 def is_transient(exc: BaseException) -> bool:
-    """True for errors that may go away on retry: network faults (not HTTP 4xx) and timeouts."""
+    """True for errors that may go away on retry: network faults (not HTTP 4xx), timeouts, and a
+    hub that could not be reached because of one."""
     exc = map_exception(exc)
-    if isinstance(exc, NetworkError):
+    if isinstance(exc, (NetworkError, WeightsUnavailableOfflineError)):
         return exc.transient
     return isinstance(exc, OperationTimeoutError)
 

@@ -38,6 +38,7 @@ class Settings(BaseModel):
     probe_timeout_s: float = Field(20, gt=0, le=3600)
     url_max_mb: int = Field(2048, ge=1)
     url_timeout_s: float = Field(30, gt=0, le=3600)
+    hub_timeout_s: float = Field(30, gt=0, le=3600, description="a silent model hub fails after this")
     outputs_max_age_hours: float = Field(24, gt=0)
     outputs_max_total_mb: int = Field(5000, ge=1)
     # server

@@ -151,3 +151,23 @@ def test_tree_is_documented_and_exported():
     err = errors.FileTooLargeError("The file is 3 GB; the limit is 2 GB.")
     assert err.friendly().startswith("The file is 3 GB") and err.hint in err.friendly()
     assert err.to_dict()["title"] == "Too large"
+
+
+def test_hub_miss_caused_by_a_network_fault_is_transient_but_offline_mode_is_not():
+    hub = pytest.importorskip("huggingface_hub.errors")
+    httpx2 = importlib.import_module("httpx2")
+    from opusclip_ui.guards import is_transient
+
+    req = httpx2.Request("GET", "https://huggingface.co/api/models/x")
+    try:
+        try:
+            raise httpx2.ConnectError("refused", request=req)
+        except httpx2.ConnectError as cause:
+            raise hub.LocalEntryNotFoundError("cannot find snapshot") from cause
+    except hub.LocalEntryNotFoundError as exc:
+        refused = map_exception(exc)
+    assert isinstance(refused, WeightsUnavailableOfflineError) and is_transient(refused)
+    offline = map_exception(hub.OfflineModeIsEnabled("HF_HUB_OFFLINE=1"))
+    assert isinstance(offline, WeightsUnavailableOfflineError) and not is_transient(offline)
+    plain_miss = map_exception(hub.LocalEntryNotFoundError("not in cache"))
+    assert not is_transient(plain_miss)

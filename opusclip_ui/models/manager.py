@@ -60,7 +60,8 @@ class ModelManager:
         self.cards_dir = Path(cards_dir)
         roots = list(getattr(settings, "model_roots", []) or [])
         cache = Path(settings.cache) if settings is not None else Path("data/cache")
-        self.store = store or WeightsStore(cache, roots)
+        self.store = store or WeightsStore(cache, roots,
+                                           timeout_s=getattr(settings, "hub_timeout_s", 30.0))
         self.loader = loader or ModelLoader(settings)
         self._load_lock = threading.RLock()
         self._state_lock = threading.Lock()

@@ -133,12 +133,15 @@ class WeightsStore:
         reachable: override for the hub reachability probe (tests pass ``lambda: False``).
         snapshot_download: override for ``huggingface_hub.snapshot_download`` (tests pass a fake).
         sleep: the retry back-off's sleep (tests pass a no-op).
+        timeout_s: how long the hub may stay silent (connect, or between bytes) before the
+            attempt fails and is retried; huggingface_hub itself waits for ever.
     """
 
     def __init__(self, cache_dir: Path, roots: list[Path] | None = None, *,
                  reachable: Callable[[], bool] | None = None,
                  snapshot_download: Callable | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, timeout_s: float = 30.0):
+        self.timeout_s = timeout_s
         self.cache_dir = Path(cache_dir)
         self.hub_cache = self.cache_dir / "hf"
         self.roots = [Path(r) for r in (roots or [])]
@@ -270,6 +273,7 @@ class WeightsStore:
         download = self._snapshot_download
         if download is None:
             from huggingface_hub import snapshot_download as download
+            _use_hub_timeout(self.timeout_s)
         patterns = _T2V_PATTERNS if card.model_type == "text-to-video" else _ENCODER_PATTERNS
         self.hub_cache.mkdir(parents=True, exist_ok=True)
         kwargs = dict(revision=card.revision, cache_dir=str(self.hub_cache),
@@ -297,6 +301,38 @@ class WeightsStore:
                                                 "time": time.time()})
             notify.progress(1.0, f"{card.name} downloaded")
         return folder
+
+
+_hub_timeout: list[float] = []
+
+
+def _use_hub_timeout(seconds: float) -> None:
+    """Make huggingface_hub's HTTP client give up on a silent hub after ``seconds``.
+
+    Its default client has no timeout, so a hub that accepts the connection and never answers
+    would hang the pull (and the pull lock) for ever.
+    """
+    if _hub_timeout == [seconds]:
+        return
+    import httpx2
+    import huggingface_hub
+    from huggingface_hub.utils import _http as hf_http  # its default factory keeps the auth hooks
+
+    limits = httpx2.Timeout(seconds).as_dict()
+
+    def bound(request) -> None:
+        # huggingface_hub passes timeout=None (no limit) per call; a request hook sees every
+        # request after that and bounds whatever was left unlimited.
+        current = request.extensions.get("timeout") or {}
+        request.extensions["timeout"] = {k: current.get(k) or v for k, v in limits.items()}
+
+    def factory():
+        client = hf_http.default_client_factory()
+        client.event_hooks["request"].append(bound)
+        return client
+
+    huggingface_hub.set_client_factory(factory)
+    _hub_timeout[:] = [seconds]
 
 
 def _progress_tqdm():

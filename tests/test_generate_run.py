@@ -440,3 +440,12 @@ def test_disk_full_while_writing_the_sidecar_removes_the_video(tmp_path, pipe, c
     with pytest.raises(DiskFullError):
         _run(tmp_path, pipe, card)
     assert [p for p in _files(tmp_path) if p.suffix in (".mp4", ".json")] == []
+
+
+def test_sidecar_names_no_server_paths(tmp_path, pipe, card, source):
+    """The sidecar is served to browsers next to the video: no absolute server paths in it."""
+    import json
+
+    result = _run(tmp_path, pipe, card, source)
+    text = json.dumps(result.sidecar)
+    assert str(tmp_path) not in text and "/cache/" not in text

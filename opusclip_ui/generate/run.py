@@ -650,7 +650,9 @@ def _card_info(card: Any, pipe: Any) -> dict[str, Any]:
     return {"name": f("name"), "model_path": f("model_path"), "revision": f("revision"),
             "random_weights": bool(f("random_weights")), "native_fps": f("native_fps"),
             "max_frames": f("max_frames"), "pipeline_class": type(pipe).__name__,
-            "loaded_from": _loaded_from(pipe), "resolved_revision": _resolved_revision(pipe)}
+            # the folder's name only: the sidecar is served to browsers, server paths are not
+            "loaded_from": Path(_loaded_from(pipe) or "").name or None,
+            "resolved_revision": _resolved_revision(pipe)}
 
 
 def _loaded_from(pipe: Any) -> str | None:

@@ -38,7 +38,8 @@ from .log import setup_logging
 __all__ = [
     "is_transient", "retry", "backoff_delay",
     "data_loading_safe", "model_inference_safe", "file_operation_safe", "network_operation_safe",
-    "run_command", "run_in_child",
+    "run_command", "run_in_child", "report_progress", "add_forkserver_preload",
+    "kill_process_group",
     "SafeOperationContext", "MemoryMonitor", "ErrorTracker", "run_strategies", "cleanup_memory",
 ]
 
@@ -234,7 +235,8 @@ def network_operation_safe(max_retries: int = 3, timeout: float = 30.0, base_del
 
 # --- child processes --------------------------------------------------------------------------
 
-def _kill_group(proc_pid: int) -> None:
+def kill_process_group(proc_pid: int) -> None:
+    """SIGKILL a child that leads its own process group, and everything it started."""
     try:
         os.killpg(proc_pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -282,7 +284,7 @@ def run_command(args: Sequence[str], *, timeout: float, input: bytes | None = No
                                                 "and was stopped.") from None
                 notify.check_cancel()
     except BaseException:
-        _kill_group(proc.pid)
+        kill_process_group(proc.pid)
         proc.wait()
         raise
     result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
@@ -294,12 +296,34 @@ def run_command(args: Sequence[str], *, timeout: float, input: bytes | None = No
     return result
 
 
+_child_conn = None  # the child's end of the pipe, set in run_in_child children only
+
+
+def report_progress(fraction: float, desc: str = "") -> None:
+    """From inside a ``run_in_child`` child: send progress to the parent's ``notify.progress``.
+
+    A no-op anywhere else, so code that runs in both places can call it freely.
+    """
+    if _child_conn is not None:
+        try:
+            _child_conn.send(("progress", float(fraction), desc))
+        except (OSError, ValueError):
+            pass
+
+
 def _child_main(conn, fn: Callable, args: tuple, memory_limit_mb: int | None) -> None:
+    global _child_conn
+    _child_conn = conn
     os.setsid()
-    if memory_limit_mb:
+    try:
         import resource
-        limit = memory_limit_mb * 2**20
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crashing decoder leaves no core file
+        if memory_limit_mb:
+            limit = memory_limit_mb * 2**20
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except (ImportError, ValueError, OSError):  # not on this platform: the timeout still holds
+        pass
     try:
         conn.send(("ok", fn(*args)))
     except BaseException as exc:  # sent back to the parent as our type when possible
@@ -308,13 +332,15 @@ def _child_main(conn, fn: Callable, args: tuple, memory_limit_mb: int | None) ->
             conn.send(("err", (type(mapped).__name__, mapped.user_message, mapped.hint,
                                mapped.details or f"{type(exc).__name__}: {exc}")))
         else:
-            conn.send(("crash", f"{type(exc).__name__}: {exc}"))
+            conn.send(("crash", (f"{type(exc).__name__}: {exc}",
+                                 traceback.format_exc(limit=8))))
     finally:
         conn.close()
 
 
 _mp_ctx = None
 _mp_lock = threading.Lock()
+_preload = ["__main__", "opusclip_ui.guards"]
 
 
 def _context():
@@ -325,8 +351,20 @@ def _context():
             # threaded server can start them safely and cheaply. The server imports the main
             # script once (app.py guards its build against __mp_main__), so children don't.
             _mp_ctx = multiprocessing.get_context("forkserver")
-            _mp_ctx.set_forkserver_preload(["__main__", "opusclip_ui.guards"])
+            _mp_ctx.set_forkserver_preload(list(_preload))
         return _mp_ctx
+
+
+def add_forkserver_preload(modules: Sequence[str]) -> None:
+    """Have every child start with ``modules`` already imported (e.g. PyAV for probes).
+
+    Takes effect if called before the first child starts; later it changes nothing (children
+    then import the modules themselves: slower, still correct). Unimportable names are skipped.
+    """
+    with _mp_lock:
+        _preload.extend(m for m in modules if m not in _preload)
+        if _mp_ctx is not None:
+            _mp_ctx.set_forkserver_preload(list(_preload))
 
 
 def run_in_child(fn: Callable[..., T], *args: Any, timeout: float,
@@ -347,28 +385,34 @@ def run_in_child(fn: Callable[..., T], *args: Any, timeout: float,
     send.close()
     deadline = time.monotonic() + timeout
     try:
-        while not recv.poll(0.05):
-            if not proc.is_alive() and not recv.poll(0):
+        while True:
+            if not recv.poll(0.05):
+                if not proc.is_alive() and not recv.poll(0):
+                    raise ToolFailedError(f"{what} crashed (exit code {proc.exitcode}).",
+                                          details="the child process died without an answer")
+                if time.monotonic() >= deadline:
+                    raise OperationTimeoutError(f"{what} did not finish within {timeout:g} s "
+                                                "and was stopped.")
+                notify.check_cancel()
+                continue
+            try:
+                status, *payload = recv.recv()
+            except EOFError:  # the child closed the pipe by dying
+                proc.join(5)
                 raise ToolFailedError(f"{what} crashed (exit code {proc.exitcode}).",
-                                      details="the child process died without an answer")
-            if time.monotonic() >= deadline:
-                raise OperationTimeoutError(f"{what} did not finish within {timeout:g} s and was "
-                                            "stopped.")
-            notify.check_cancel()
-        try:
-            status, payload = recv.recv()
-        except EOFError:  # the child closed the pipe by dying
-            proc.join(5)
-            raise ToolFailedError(f"{what} crashed (exit code {proc.exitcode}).",
-                                  details="the child process died without an answer") from None
+                                      details="the child process died without an answer") from None
+            if status != "progress":
+                payload = payload[0]
+                break
+            notify.progress(*payload)
     except BaseException:
-        _kill_group(proc.pid)
+        kill_process_group(proc.pid)
         raise
     finally:
         recv.close()
         proc.join(1)
         if proc.is_alive():
-            _kill_group(proc.pid)
+            kill_process_group(proc.pid)
             proc.join()
     if status == "ok":
         return payload
@@ -380,7 +424,8 @@ def run_in_child(fn: Callable[..., T], *args: Any, timeout: float,
         if isinstance(err, OutOfMemoryError):
             err.device = "cpu"
         raise err
-    raise ToolFailedError(f"{what} failed in its worker process.", details=payload)
+    message, child_traceback = payload
+    raise ToolFailedError(f"{what} failed: {message}", details=child_traceback)
 
 
 # --- context managers and the tracker ---------------------------------------------------------

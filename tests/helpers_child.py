@@ -25,3 +25,11 @@ def hard_crash():
 
 def allocate(mb):
     return len(bytearray(mb * 2**20))
+
+
+def with_progress():
+    from opusclip_ui.guards import report_progress
+
+    report_progress(0.25, "first quarter")
+    report_progress(0.75, "nearly")
+    return "done"

@@ -340,3 +340,10 @@ def test_collect_warnings_still_reaches_the_outer_sink():
         with notify.collect_warnings() as inner:
             notify.warn("rung 2: tiled decode")
     assert inner == ["rung 2: tiled decode"] and shown == ["rung 2: tiled decode"]
+
+
+def test_run_in_child_forwards_progress_to_the_parent():
+    seen = []
+    with notify.sink(on_progress=lambda f, d: seen.append((f, d))):
+        assert run_in_child(helpers_child.with_progress, timeout=60) == "done"
+    assert seen == [(0.25, "first quarter"), (0.75, "nearly")]

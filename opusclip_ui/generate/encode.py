@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import tempfile
 import threading
@@ -24,6 +23,7 @@ import numpy as np
 
 from .. import notify
 from ..errors import DiskFullError, OperationTimeoutError, ToolFailedError, ToolMissingError
+from ..guards import kill_process_group
 from ..log import setup_logging
 from ..safe_io import atomic_output, check_free_space
 
@@ -81,16 +81,6 @@ def ffmpeg_args(exe: str, width: int, height: int, fps: float, out: str | Path, 
         args += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
     args += ["-r", f"{fps:g}", "-movflags", "+faststart", "-f", "mp4", str(out)]
     return args
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 @dataclass(frozen=True)
@@ -190,7 +180,7 @@ def _run_ffmpeg(args: list[str], parts: list[np.ndarray], timeout: float) -> Non
 
         def on_timeout() -> None:
             timed_out.set()
-            _kill_group(proc.pid)
+            kill_process_group(proc.pid)
 
         timer = threading.Timer(timeout, on_timeout)
         timer.daemon = True
@@ -213,7 +203,7 @@ def _run_ffmpeg(args: list[str], parts: list[np.ndarray], timeout: float) -> Non
                 pass
             rc = proc.wait()
         except BaseException:
-            _kill_group(proc.pid)
+            kill_process_group(proc.pid)
             proc.wait()
             raise
         finally:

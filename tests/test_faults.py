@@ -105,17 +105,11 @@ class Gate:
 # --- the launched Generate tab --------------------------------------------------------------------
 
 def _launch(services, port):
-    import gradio as gr
-
     from components import generate_tab
 
-    with gr.Blocks() as demo:
-        handles = generate_tab.create_ui(services)
-        generate_tab.create_event_handlers(services, handles)
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                        show_error=True, quiet=True,
-                        allowed_paths=[str(services.settings.outputs.resolve())])
-    return demo
+    from tests.app_support import launch_tab
+
+    return launch_tab(services, generate_tab, port, show_error=True)[0]
 
 
 @pytest.fixture

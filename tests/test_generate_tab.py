@@ -25,12 +25,9 @@ def gen_services(model_settings):
 def client(gen_services, free_port):
     from components import generate_tab
 
-    with gr.Blocks() as demo:
-        handles = generate_tab.create_ui(gen_services)
-        generate_tab.create_event_handlers(gen_services, handles)
-    demo.queue().launch(server_name="127.0.0.1", server_port=free_port, prevent_thread_lock=True,
-                        show_error=True, quiet=True,
-                        allowed_paths=[str(gen_services.settings.outputs.resolve())])
+    from tests.app_support import launch_tab
+
+    demo, _ = launch_tab(gen_services, generate_tab, free_port, show_error=True)
     yield Client(f"http://127.0.0.1:{free_port}/", verbose=False)
     demo.close()
     if getattr(gen_services, "models", None) is not None:

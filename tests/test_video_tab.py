@@ -15,11 +15,9 @@ from .video_fixtures import media  # noqa: F401
 
 @pytest.fixture
 def tab(services, free_port):
-    with gr.Blocks() as demo:
-        handles = inspect_tab.create_ui(services)
-        inspect_tab.create_event_handlers(services, handles)
-    demo.queue().launch(server_name="127.0.0.1", server_port=free_port, prevent_thread_lock=True,
-                        show_error=False, quiet=True)
+    from tests.app_support import launch_tab
+
+    demo, handles = launch_tab(services, inspect_tab, free_port)
     yield Client(f"http://127.0.0.1:{free_port}/", verbose=False), demo, handles
     demo.close()
 

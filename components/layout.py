@@ -51,14 +51,19 @@ def build_ui(services: Any) -> gr.Blocks:
             module.create_event_handlers(services, handles)
         system = next(h for m, h in wired if m is system_tab)
 
-        def fresh_page() -> tuple[str, str, str, str]:
-            """What a newly opened page shows (values fixed at build time would be stale)."""
-            return (render_gauges(services.snapshot()),
-                    system_tab.selftest_markdown(services.selftest),
-                    system_tab.versions_markdown(services.selftest),
-                    diagnostics.report_markdown(services.tracker.report()))
+        # What a newly opened page shows: values fixed at build time would be stale. A tab can
+        # add its own with ``page_load(services, handles) -> [(component, fn), ...]``.
+        fresh = [(gauges, lambda: render_gauges(services.snapshot())),
+                 (system["report"], lambda: system_tab.selftest_markdown(services.selftest)),
+                 (system["versions"], lambda: system_tab.versions_markdown(services.selftest)),
+                 (diag["summary"], lambda: diagnostics.report_markdown(services.tracker.report()))]
+        for module, handles in wired:
+            if hasattr(module, "page_load"):
+                fresh += module.page_load(services, handles)
 
-        demo.load(fresh_page, outputs=[gauges, system["report"], system["versions"],
-                                       diag["summary"]],
-                  queue=False, show_progress="hidden", api_visibility="private")
+        def fresh_page() -> list[Any]:
+            return [fn() for _, fn in fresh]
+
+        demo.load(fresh_page, outputs=[c for c, _ in fresh], queue=False, show_progress="hidden",
+                  api_visibility="private")
     return demo

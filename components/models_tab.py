@@ -158,6 +158,11 @@ def create_ui(services: Any) -> dict[str, Any]:
             "heatmap": heatmap, "table": table, "result": result}
 
 
+def page_load(services: Any, h: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """Fresh on each page load: which model is loaded (another user may have loaded one)."""
+    return [(h["state"], lambda: loaded_markdown(get_manager(services)))]
+
+
 def create_event_handlers(services: Any, h: dict[str, Any]) -> None:
     from opusclip_ui.models.inference import describe_pipeline, embed, similarity_heatmap
 

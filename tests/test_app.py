@@ -119,3 +119,21 @@ def test_debug_setting_reraises(settings):
 
     with pytest.raises(KeyError):
         boom()
+
+
+def test_a_newly_opened_page_shows_current_state_not_build_time_state(services):
+    class Loaded:  # another user loaded a model after the UI was built
+        def loaded(self):
+            return {"text-to-video": {"name": "tiny-random-t2v", "device": "cpu", "dtype": "fp32",
+                                      "rung": "full", "seconds": 1.0}}
+
+    demo = build_ui(services)
+    fresh = next(f for f in demo.fns.values() if f.name == "fresh_page")
+    services.tracker.record(ValueError("boom"), "inspect.inspect")
+    real_models, services.models = services.models, Loaded()
+    try:
+        values = fresh.fn()
+    finally:
+        services.models = real_models
+    text = "\n".join(v for v in values if isinstance(v, str))
+    assert "1 failure(s)" in text and "`tiny-random-t2v` on **cpu**" in text

@@ -11,6 +11,7 @@ concurrency id with the Models tab's loads.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -101,8 +102,14 @@ def summary_markdown(sidecar: dict[str, Any]) -> str:
 
 
 def history_items(history: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    return [(h["video_path"], f"{h['seed']} · {h['used']['plan']['quality']} · "
-             f"{h['output']['duration_s']:.1f}s · {h['prompt'][:40]}") for h in history]
+    """Gallery tiles: each video's poster picture (the video itself if it has none)."""
+    items = []
+    for h in history:
+        poster = Path(h["video_path"]).with_suffix(".jpg")
+        items.append((str(poster) if poster.exists() else h["video_path"],
+                      f"{h['seed']} · {h['used']['plan']['quality']} · "
+                      f"{h['output']['duration_s']:.1f}s · {h['prompt'][:40]}"))
+    return items
 
 
 def reuse_values(item: dict[str, Any] | None) -> tuple:

@@ -162,10 +162,27 @@ def test_cleanup_by_age_and_total_size(tmp_path):
         p = folder / f"v{i}.mp4"
         p.write_bytes(b"x" * 400_000)
         p.with_suffix(".json").write_text("{}")
+        p.with_suffix(".jpg").write_bytes(b"jpeg")
         os.utime(p, (now - age_h * 3600, now - age_h * 3600))
         paths.append(p)
     deleted = cleanup_outputs(tmp_path, max_age_hours=24, max_total_mb=0.8, now=now)
     # the 50 h old one by age, then the oldest ones until <= 0.8 MB remain
     assert paths[0] in deleted and paths[1] in deleted
     assert paths[2].exists() and paths[3].exists()
-    assert not paths[0].with_suffix(".json").exists()
+    assert not paths[0].with_suffix(".json").exists() and not paths[0].with_suffix(".jpg").exists()
+    assert paths[2].with_suffix(".jpg").exists()
+
+
+def test_poster_is_the_middle_frame_scaled_up_for_galleries(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from opusclip_ui.generate.encode import write_poster
+
+    frames = np.zeros((5, 32, 48, 3), np.uint8)
+    frames[2, ..., 0] = 255  # the middle frame is red
+    poster = write_poster(frames, tmp_path / "clip.mp4")
+    image = Image.open(poster)
+    assert poster.name == "clip.jpg" and image.width >= 256
+    assert image.getpixel((10, 10))[0] > 200 and image.getpixel((10, 10))[1] < 60
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.jpg"]

@@ -93,7 +93,7 @@ def test_history_entry_reuse_remakes_the_same_video(gen_services):
     first = svc.run("tiny-random-t2v", "a kite", 1, "low", None, "blurry", 2, None, "segments",
                     session_id="me")
     history = svc.history("me")
-    assert history_items(history)[0][0] == str(first.video_path)
+    assert history_items(history)[0][0] == str(first.video_path.with_suffix(".jpg"))  # poster
     values = reuse_values(history[0])
     assert values[0] == "tiny-random-t2v" and values[4] == first.seed and values[5] == "blurry"
     again = svc.run(*values, session_id="me")

@@ -167,6 +167,29 @@ def encode_mp4(frames: Any, final_path: str | Path, fps: float, *, timeout: floa
     return probe
 
 
+def write_poster(frames: Any, video_path: str | Path, min_width: int = 256) -> Path | None:
+    """Save the middle frame as ``<video>.jpg`` (atomically) for galleries; None if it fails.
+
+    Tiny frames are scaled up (nearest neighbour) to ``min_width`` so a gallery tile is not a
+    smudge. A poster is a convenience: failing to write one never fails the video.
+    """
+    try:
+        from PIL import Image
+
+        arr = to_uint8(frames)
+        image = Image.fromarray(arr[arr.shape[0] // 2])
+        if image.width < min_width:
+            scale = -(-min_width // image.width)
+            image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+        poster = Path(video_path).with_suffix(".jpg")
+        with atomic_output(poster) as tmp:
+            image.save(tmp, format="JPEG", quality=90)
+        return poster
+    except Exception as exc:  # noqa: BLE001 - see docstring
+        _log.warning("no poster for %s: %s", Path(video_path).name, exc)
+        return None
+
+
 def _run_ffmpeg(args: list[str], parts: list[np.ndarray], timeout: float) -> None:
     name = "ffmpeg"
     with tempfile.TemporaryFile() as errf:

@@ -1,6 +1,6 @@
 """Where generated videos go: unguessable names per session, and cleanup by age and total size.
 
-Layout: ``<outputs>/generated/<session folder>/<UTC time>-<random>.mp4`` plus ``.json`` beside it.
+Layout: ``<outputs>/generated/<session folder>/<UTC time>-<random>.mp4`` plus ``.json`` (sidecar) and ``.jpg`` (poster) beside it.
 The session folder is a salted hash of the session id (the salt is random per process), so a folder
 name reveals nothing about the session and another user cannot guess it; the file name carries
 128 random bits, so two runs never collide even within one session.
@@ -71,7 +71,8 @@ def cleanup_outputs(outputs_dir: str | Path, *, max_age_hours: float, max_total_
             continue
         with contextlib.suppress(OSError):
             path.unlink()
-            path.with_suffix(".json").unlink(missing_ok=True)
+            for companion in (".json", ".jpg"):  # its sidecar and poster go with it
+                path.with_suffix(companion).unlink(missing_ok=True)
             total -= size
             deleted.append(path)
     for folder in root.iterdir():

@@ -42,7 +42,7 @@ from ..errors import (InvalidRequestError, ModelLoadError, OpusClipError, OutOfM
                       map_errors, map_exception)
 from ..guards import cleanup_memory
 from ..log import setup_logging
-from .encode import encode_mp4, estimate_output_bytes
+from .encode import encode_mp4, estimate_output_bytes, write_poster
 from .estimate import Calibration, estimate_run, free_memory_mb
 from .outputs import cleanup_outputs, new_output_path
 from .request import GenerateRequest, Plan, lower_preset, make_plan, split_segments
@@ -767,6 +767,7 @@ def generate(request: GenerateRequest, *, pipe: Any, card: Any, settings: Any,
         notify.progress(0.96, "Encoding the video")
         t = time.monotonic()
         probe = encode_mp4(None, final, run.state.plan.fps, segments=segments)
+        write_poster(segments[0], final)  # the history gallery shows pictures, not file names
         run.timings["encode"] = time.monotonic() - t
         run.peak.sample()  # type: ignore[attr-defined]
         peak = run.peak()
@@ -826,6 +827,7 @@ def generate(request: GenerateRequest, *, pipe: Any, card: Any, settings: Any,
                 save_json(sidecar_path, sidecar)
         except BaseException:
             final.unlink(missing_ok=True)  # a video without its record is not a result
+            final.with_suffix(".jpg").unlink(missing_ok=True)
             raise
         _log.info("generated %s (%d frames, rung %s) in %.2f s", final.name, probe.frames,
                   sidecar["final_rung"], run.timings["total"])

@@ -184,7 +184,8 @@ def create_ui(services: Any) -> dict[str, Any]:
             with gr.Accordion("Sidecar (everything needed to reproduce it)", open=False):
                 h["sidecar"] = gr.JSON()
     gr.Markdown("### This session's videos")
-    h["history"] = gr.Gallery(label="History", columns=4, height="auto", allow_preview=True)
+    h["history"] = gr.Gallery(label="History", columns=6, height=240, allow_preview=True,
+                              preview=False, object_fit="contain")
     with gr.Row():
         h["picked_info"] = gr.Markdown()
     with gr.Row():

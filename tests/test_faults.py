@@ -53,14 +53,19 @@ def _decodes(path: Path) -> int:
 
 
 def _partial_files(folder: Path) -> list[str]:
-    """Files a user must never see: temp files, or a video without its sidecar (or vice versa)."""
+    """Files a user must never see: temp files, or a video without its sidecar (or vice versa).
+
+    A poster (``.jpg``) beside a complete video and sidecar is part of the result.
+    """
     if not folder.exists():
         return []
     bad = []
     for p in sorted(folder.rglob("*")):
         if not p.is_file():
             continue
-        if p.name.startswith(".") or p.suffix not in (".mp4", ".json"):
+        if p.name.startswith(".") or p.suffix not in (".mp4", ".json", ".jpg"):
+            bad.append(p.name)
+        elif p.suffix == ".jpg" and not p.with_suffix(".mp4").is_file():
             bad.append(p.name)
         elif p.suffix == ".mp4" and not p.with_suffix(".json").is_file():
             bad.append(p.name)

@@ -156,11 +156,19 @@ def test_unplayable_source_is_transcoded_to_h264(media, s, tmp_path, name):
     assert [p.name for p in (tmp_path / "pv").iterdir()] == [out.name]
 
 
-def test_transcode_timeout_leaves_nothing(media, s, tmp_path):
-    path = media.get("h264_444.mkv")
+def test_transcode_timeout_leaves_nothing(s, tmp_path):
+    import subprocess
+
+    from tests.video_fixtures import ffmpeg_exe
+
+    # long enough that no machine transcodes it inside the timeout (a 1 s clip sometimes made it)
+    path = tmp_path / "long444.mkv"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i",
+                    "testsrc2=size=640x480:rate=25", "-t", "20", "-c:v", "libx264", "-preset",
+                    "ultrafast", "-pix_fmt", "yuv444p", str(path)], check=True)
     info = load_video_file(path, s)
     with pytest.raises(OperationTimeoutError):
-        make_preview(path, info, tmp_path / "pv", timeout=0.01)
+        make_preview(path, info, tmp_path / "pv", timeout=0.2)
     assert list((tmp_path / "pv").iterdir()) == []
 
 

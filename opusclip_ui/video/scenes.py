@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import InvalidRequestError, InvalidVideoError
 from ..settings import Settings
-from . import _media, worker
+from . import worker  # _media (PyAV, numpy, Pillow) is imported where the work starts
 from .probe import VideoInfo
 
 __all__ = ["Scene", "SceneResult", "detect_scenes", "DEFAULT_THRESHOLD", "SCENES_MEMORY_MB"]
@@ -76,6 +76,8 @@ def detect_scenes(path: str | Path, info: VideoInfo, settings: Settings, *,
         Path(thumb_dir).mkdir(parents=True, exist_ok=True)
     if timeout is None:
         timeout = 60 + 2 * (info.duration or 0)
+    from . import _media
+
     raw = worker.run_child(_media.find_scenes, os.path.abspath(path), float(threshold),
                            int(min_scene_len), int(downscale),
                            str(thumb_dir) if thumb_dir is not None else None,

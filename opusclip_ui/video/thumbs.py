@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import InvalidRequestError, InvalidVideoError
 from ..settings import Settings
-from . import _media, worker
+from . import worker  # _media (PyAV, numpy, Pillow) is imported where the work starts
 from .probe import VideoInfo
 
 __all__ = ["Thumb", "thumbnail_times", "strip_tolerance", "make_thumbnails", "MAX_THUMBNAILS",
@@ -60,6 +60,8 @@ def make_thumbnails(path: str | Path, info: VideoInfo, n: int, out_dir: str | Pa
     times = thumbnail_times(info.duration, n)
     if tolerance is None:
         tolerance = 0.0 if exact else float("inf")
+    from . import _media
+
     rows = worker.run_child(_media.grab_thumbnails, os.path.abspath(path), times, str(out),
                             max_width, float(tolerance), timeout=settings.probe_timeout_s * 3,
                             memory_limit_mb=THUMB_MEMORY_MB, what="Making thumbnails")

@@ -26,27 +26,12 @@ from .guard import guarded
 __all__ = ["create_ui", "create_event_handlers", "get_service", "summary_markdown", "history_items",
            "reuse_values"]
 
-_lock = threading.Lock()
 _log = setup_logging("ui.generate")
 
 
 def get_service(services: Any):
-    """The app's ``GenerateService`` (``services.generate``), sharing the one model manager."""
-    svc = getattr(services, "generate", None)
-    if svc is not None:
-        return svc
-    with _lock:
-        svc = getattr(services, "generate", None)
-        if svc is None:
-            from opusclip_ui.generate.service import GenerateService
-            manager = getattr(services, "models", None)
-            if manager is None:
-                from opusclip_ui.models.manager import build_model_manager
-                manager = build_model_manager(services.settings)
-                services.models = manager
-            svc = GenerateService(services.settings, models=manager)
-            services.generate = svc
-    return svc
+    """The app's ``GenerateService``, built once by ``build_services`` (shares the model manager)."""
+    return services.generate
 
 
 class _Cancels:

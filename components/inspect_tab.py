@@ -25,15 +25,8 @@ SCENE_HEADERS = ["#", "start (s)", "end (s)", "length (s)", "start frame", "end 
 
 
 def inspect_service(services: Any) -> InspectService:
-    """The services' InspectService (built on first use when app.py did not add one)."""
-    svc = getattr(services, "inspect", None)
-    if svc is None:
-        svc = InspectService(services.settings)
-        try:
-            services.inspect = svc
-        except AttributeError:
-            pass
-    return svc
+    """The app's ``InspectService``, built by ``build_services``."""
+    return services.inspect
 
 
 # --- formatting -------------------------------------------------------------------------------

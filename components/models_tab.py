@@ -6,7 +6,6 @@ Handlers (all behind the guard, so every fallback rung is a ``gr.Warning``) and 
 """
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import gradio as gr
@@ -21,20 +20,11 @@ _STATUS = {"cached": "✅ cached", "downloadable": "⬇️ downloadable",
            "unavailable-offline": "⛔ unavailable offline"}
 _FIT = {"fits": "🟢 fits", "fits with offload": "🟡 fits with offload", "does not fit": "🔴 does not fit",
         "unknown": "⚪ unknown"}
-_lock = threading.Lock()
 
 
 def get_manager(services: Any):
-    """The app's ModelManager (``services.models``), built on first use if the app did not."""
-    manager = getattr(services, "models", None)
-    if manager is None:
-        with _lock:
-            manager = getattr(services, "models", None)
-            if manager is None:
-                from opusclip_ui.models.manager import build_model_manager
-                manager = build_model_manager(services.settings)
-                services.models = manager
-    return manager
+    """The app's one ``ModelManager``, built by ``build_services``."""
+    return services.models
 
 
 def _choices(listing: dict[str, Any]) -> list[tuple[str, str]]:
